@@ -1,0 +1,52 @@
+"""Every error leaves as OpenAI's error body with the right status; none as a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app.api.responses import JSON
+from app.errors import GatewayError, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def _respond(error: GatewayError) -> JSON:
+    return JSON(error.body(), status_code=error.status, headers=error.headers())
+
+
+async def _gateway_error(_: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, GatewayError)
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.message)
+    return _respond(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, RequestValidationError)
+    err = exc.errors()[0]
+    param = ".".join(str(part) for part in err["loc"][1:]) or None
+    return _respond(InvalidRequest(str(err["msg"]), param=param))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _respond(NotFound(f"no route {request.method} {request.url.path}"))
+    body = InvalidRequest(str(exc.detail)).body()
+    return JSON(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSON:
+    log.exception("unexpected error", exc_info=exc)
+    return _respond(GatewayError("the gateway failed unexpectedly; see its log for details"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,156 @@
+"""The wire's request shapes, lenient where OpenAI's clients differ and strict where a request
+cannot work. Unknown fields are kept (and forwarded); explicit nulls mean "not given"."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from app.errors import InvalidRequest
+
+_M = TypeVar("_M", bound=BaseModel)
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list"})
+_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionCall(_Wire):
+    name: str
+    arguments: str | dict[str, Any] = ""
+
+
+class ToolCall(_Wire):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Wire):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _parts(cls, content: str | list[dict[str, Any]] | None) -> object:
+        if isinstance(content, list):
+            for part in content:
+                kind = part.get("type")
+                if kind not in _PART_TYPES:
+                    raise ValueError(
+                        f"content part type {kind!r} is not one of {', '.join(sorted(_PART_TYPES))}"
+                    )
+                if kind == "text" and not isinstance(part.get("text"), str):
+                    raise ValueError("a text content part needs a string 'text'")
+                if kind == "image_url" and not isinstance(part.get("image_url"), dict | str):
+                    raise ValueError("an image_url content part needs an 'image_url' object")
+        return content
+
+
+class FunctionDef(_Wire):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Wire):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Wire):
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | dict[str, Any] | None = None
+
+    @field_validator("stream_options")
+    @classmethod
+    def _needs_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return value
+
+
+class EmbeddingRequest(_Wire):
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | dict[str, Any] | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(
+        cls, value: str | list[str] | list[int] | list[list[int]]
+    ) -> str | list[str] | list[int] | list[list[int]]:
+        if isinstance(value, list) and not value:
+            raise ValueError("input must not be empty")
+        return value
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return data
+
+
+def validate(schema: type[_M], data: dict[str, Any]) -> _M:
+    """`data` as `schema`, or a 400 naming the first bad field the way OpenAI does."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = _param(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = f"'{param}' is a required property"
+        elif param:
+            message = f"Invalid '{param}': {message}"
+        raise InvalidRequest(message, param=param or None) from None
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and part not in _UNION_TAGS:
+            out += f".{part}" if out else part
+    return out

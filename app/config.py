@@ -1,0 +1,99 @@
+"""The gateway's settings: one `Settings`, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(9099, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    data_dir: Path = Path("data")
+    persona_path: Path = Path("persona.json")
+    api_keys: CommaList = []
+
+    default_model: str = ""
+    fallback_models: CommaList = []
+    local_fallback: bool = True
+
+    request_timeout: float = Field(45.0, gt=0)
+    total_timeout: float = Field(600.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    retry_attempts: int = Field(2, ge=1, le=10)
+    retry_backoff: float = Field(0.25, ge=0)
+    retry_backoff_max: float = Field(2.0, ge=0)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset: float = Field(30.0, gt=0)
+    models_cache_ttl: float = Field(10.0, ge=0)
+
+    ollama_base_url: str = "http://localhost:11434"
+    ollama_auto_pull: bool = True
+    ollama_pull_timeout: float = Field(3600.0, gt=0)
+    ollama_num_ctx: int | None = Field(None, gt=0)
+    ollama_keep_alive: str | None = None
+
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    llamacpp_base_url: str = ""
+    llamacpp_api_key: str = ""
+
+    local_enabled: bool = True
+    local_model_path: str = ""
+    local_model_name: str = ""
+    local_chat_format: str = ""
+    local_n_ctx: int = Field(4096, ge=256)
+    local_threads: int = Field(0, ge=0)
+    local_max_tokens: int = Field(512, ge=1)
+
+    @field_validator("api_keys", "fallback_models", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("ollama_base_url", "openai_base_url", "llamacpp_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def openai_url(self) -> str:
+        """OpenAI's URL when only a key is given; empty when the provider is not configured."""
+        if self.openai_base_url:
+            return self.openai_base_url
+        return "https://api.openai.com/v1" if self.openai_api_key else ""
+
+
+class ConfigError(Exception):
+    """Settings that cannot work; the message says which and why."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

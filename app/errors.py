@@ -1,0 +1,113 @@
+"""Every error the gateway raises on purpose, mapped once to OpenAI's error body.
+
+    GatewayError                    500 server_error
+    ├── InvalidRequest              400 invalid_request_error (param names the field)
+    ├── AuthenticationFailed        401 invalid_api_key
+    ├── NotFound                    404 not_found
+    │   └── ModelNotFound           404 model_not_found
+    ├── RateLimited                 429 rate_limit_exceeded (+ Retry-After)
+    │   └── UpstreamRateLimited     429, raised by a provider; retryable
+    └── UpstreamError               502 upstream_error, a provider failed; retryable
+        ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
+        └── UpstreamTimeout         504 upstream_timeout
+
+`retryable` tells the router whether a fallback may help; errors raised after the first
+streamed byte are sent in-band instead of as a status.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class UpstreamRateLimited(RateLimited):
+    retryable = True
+
+    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{provider}: {message}", retry_after=retry_after)
+        self.provider = provider
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    code = "upstream_error"
+    retryable = True
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class ProviderUnavailable(UpstreamError):
+    status = 503
+    code = "provider_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

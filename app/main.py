@@ -1,0 +1,90 @@
+"""The application factory: every shared resource is opened in the lifespan and closed there."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, FastAPI
+
+from app import __version__
+from app.api import chat, embeddings, health, models
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestContextMiddleware
+from app.chat.persona import load_persona
+from app.chat.service import ChatService
+from app.config import Settings, load_settings
+from app.ops.health import HealthChecker
+from app.ops.logging import install_log_context
+from app.providers.factory import build_providers
+from app.providers.router import Router
+from app.security.auth import BearerAuthMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def _api() -> APIRouter:
+    api = APIRouter()
+    for module in (chat, models, embeddings, health):
+        api.include_router(module.router)
+    return api
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    install_log_context()
+    persona = load_persona(settings.persona_path)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, keepalive_timeout=60),
+            trust_env=False,
+        )
+        providers, skipped = build_providers(settings, session)
+        router = Router(providers, settings)
+        await _log_providers(router, skipped)
+        if not settings.api_keys:
+            log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
+        try:
+            yield {
+                "chat": ChatService(router, persona, settings.total_timeout),
+                "router": router,
+                "health": HealthChecker(router),
+            }
+        finally:
+            for provider in providers:
+                await provider.aclose()
+            await session.close()
+
+    app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan)
+    api = _api()
+    app.include_router(api, prefix="/v1")
+    app.include_router(api, include_in_schema=False)
+    install_error_handlers(app)
+    if settings.api_keys:
+        app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+async def _log_providers(router: Router, skipped: dict[str, str]) -> None:
+    async def probe(name: str) -> str:
+        try:
+            async with asyncio.timeout(3):
+                return f"reachable ({await router.providers[name].health()})"
+        except Exception as exc:
+            return f"NOT reachable now ({exc or type(exc).__name__})"
+
+    names = list(router.providers)
+    states = await asyncio.gather(*(probe(name) for name in names))
+    for name, state in zip(names, states, strict=True):
+        log.info("provider %s: active, %s", name, state)
+    for name, reason in skipped.items():
+        log.info("provider %s: skipped, %s", name, reason)
+    if not names:
+        log.error("no provider is active: every chat request will fail")

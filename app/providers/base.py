@@ -1,0 +1,57 @@
+"""What every provider offers the router.
+
+A provider speaks one upstream's wire format and hides it: requests arrive as an OpenAI chat body
+(with `model` already the provider's own, bare name) and answers leave as OpenAI
+`chat.completion.chunk` dicts. A provider translates its transport's errors into `app.errors`
+once, at its boundary, and never retries: retries, fallback and circuit breaking belong to the
+router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Chunk = dict[str, Any]
+"""An OpenAI `chat.completion.chunk` body. `id`, `model`, `created` and `object` may be absent:
+the chat service stamps its own. A chunk with `choices: []` and `usage` carries token counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    tools: bool = True
+    multiple_choices: bool = False
+    embeddings: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def list_models(self) -> list[str]:
+        """The bare model names this provider serves now."""
+        ...
+
+    def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        """Stream one chat completion. Before the first chunk, failures raise retryable or not
+        as `app.errors` says; the stream ends after the chunk that carries `finish_reason`, and
+        may add one usage chunk. Closing the iterator early cancels the upstream request."""
+        ...
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None
+    ) -> Embeddings: ...
+
+    async def health(self) -> str:
+        """A short description of the upstream when it is healthy; raises an `UpstreamError`
+        when it is not."""
+        ...
+
+    async def aclose(self) -> None: ...

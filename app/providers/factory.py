@@ -1,0 +1,53 @@
+"""The providers the settings call for, and why the others were skipped."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from app.config import Settings
+from app.providers.base import Capabilities, Provider
+from app.providers.ollama import OllamaProvider
+from app.providers.openai_compat import OpenAICompatProvider
+
+
+def build_providers(
+    settings: Settings, session: aiohttp.ClientSession
+) -> tuple[list[Provider], dict[str, str]]:
+    """Active providers in routing order, and `{name: reason}` for the skipped ones."""
+    active: list[Provider] = []
+    skipped: dict[str, str] = {}
+    if settings.ollama_base_url:
+        active.append(OllamaProvider(settings, session))
+    else:
+        skipped["ollama"] = "OLLAMA_BASE_URL is empty"
+    if settings.openai_url:
+        active.append(
+            OpenAICompatProvider(
+                "openai",
+                settings.openai_url,
+                settings.openai_api_key,
+                session,
+                capabilities=Capabilities(multiple_choices=True),
+                connect_timeout=settings.connect_timeout,
+                request_timeout=settings.request_timeout,
+            )
+        )
+    else:
+        skipped["openai"] = "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
+    if settings.llamacpp_base_url:
+        root = settings.llamacpp_base_url.removesuffix("/v1")
+        active.append(
+            OpenAICompatProvider(
+                "llamacpp",
+                f"{root}/v1",
+                settings.llamacpp_api_key,
+                session,
+                capabilities=Capabilities(multiple_choices=False),
+                health_url=f"{root}/health",
+                connect_timeout=settings.connect_timeout,
+                request_timeout=settings.request_timeout,
+            )
+        )
+    else:
+        skipped["llamacpp"] = "LLAMACPP_BASE_URL is empty"
+    return active, skipped

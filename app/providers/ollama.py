@@ -1,0 +1,235 @@
+"""Ollama over its native API (`/api/chat`, `/api/embed`, `/api/pull`), pulling missing models
+on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from app.config import Settings
+from app.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamTimeout
+from app.providers import ollama_wire as wire
+from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.http import error_message, raise_for_status, translate_errors
+
+log = logging.getLogger(__name__)
+
+# Lines up to twice this size (a tool call with large arguments arrives as one line).
+_READ_BUFSIZE = 4 * 2**20
+
+
+class OllamaProvider:
+    name = "ollama"
+    capabilities = Capabilities(tools=True, multiple_choices=False, embeddings=True)
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self._settings = settings
+        self._session = session
+        self._base = settings.ollama_base_url
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.request_timeout
+        )
+        self._pulls: dict[str, asyncio.Task[None]] = {}
+
+    async def list_models(self) -> list[str]:
+        async with translate_errors(self.name):
+            data = await self._get_json("/api/tags")
+        return [str(m["name"]) for m in data.get("models") or [] if m.get("name")]
+
+    async def health(self) -> str:
+        async with translate_errors(self.name):
+            data = await self._get_json("/api/version")
+        return f"ollama {data.get('version', 'unknown version')}"
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None
+    ) -> Embeddings:
+        if not all(isinstance(item, str) for item in inputs):
+            raise InvalidRequest("ollama: embeddings take text input, not token ids", param="input")
+        payload: dict[str, Any] = {"model": model, "input": inputs}
+        if dimensions is not None:
+            payload["dimensions"] = dimensions
+        if self._settings.ollama_keep_alive is not None:
+            payload["keep_alive"] = self._settings.ollama_keep_alive
+        async with translate_errors(self.name):
+            resp = await self._post("/api/embed", model, payload)
+            try:
+                data = self._object(await resp.read())
+            finally:
+                resp.release()
+        vectors = data.get("embeddings")
+        if not isinstance(vectors, list) or len(vectors) != len(inputs):
+            raise UpstreamError(self.name, "embedding answer does not match the input")
+        return Embeddings(vectors=vectors, prompt_tokens=int(data.get("prompt_eval_count") or 0))
+
+    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        payload = wire.chat_request(
+            model,
+            body,
+            num_ctx=self._settings.ollama_num_ctx,
+            keep_alive=self._settings.ollama_keep_alive,
+        )
+        converter = wire.ChunkConverter()
+        async with translate_errors(self.name):
+            resp = await self._post("/api/chat", model, payload)
+            try:
+                while not converter.done and (raw := await resp.content.readline()):
+                    line = self._parse_line(raw)
+                    if line is None:
+                        continue
+                    if "error" in line:
+                        raise UpstreamError(self.name, str(line["error"]))
+                    for chunk in converter.feed(line):
+                        yield chunk
+            finally:
+                if converter.done:
+                    resp.release()
+                else:
+                    # Dropping the connection is how Ollama learns to stop generating.
+                    resp.close()
+        if not converter.done:
+            raise UpstreamError(self.name, "stream ended before the answer was complete")
+
+    async def aclose(self) -> None:
+        pulls = list(self._pulls.values())
+        for task in pulls:
+            task.cancel()
+        await asyncio.gather(*pulls, return_exceptions=True)
+
+    def _parse_line(self, raw: bytes) -> dict[str, Any] | None:
+        return self._object(raw) if raw.strip() else None
+
+    def _object(self, raw: bytes) -> dict[str, Any]:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise UpstreamError(self.name, f"unexpected answer: {raw[:200]!r}")
+        return data
+
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        async with self._session.get(self._base + path, timeout=self._timeout) as resp:
+            if resp.status == 404:
+                raise UpstreamError(
+                    self.name, f"{path} not found: is {self._base} an Ollama server?"
+                )
+            await raise_for_status(self.name, "", resp)
+            return self._object(await resp.read())
+
+    async def _post(self, path: str, model: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST and return the open, successful response; a missing model is pulled (once,
+        shared by concurrent requests) and the request sent again."""
+        resp = await self._send(path, payload)
+        if resp.status == 404:
+            message = error_message(await resp.read())
+            if "model" in message and "not found" in message:
+                resp.release()
+                if not self._settings.ollama_auto_pull:
+                    raise ModelNotFound(
+                        f"model '{model}' is not available on Ollama; run `ollama pull {model}` "
+                        "or set OLLAMA_AUTO_PULL=true"
+                    )
+                await self._pull_once(model)
+                resp = await self._send(path, payload)
+        if resp.status >= 400:
+            try:
+                await raise_for_status(self.name, model, resp)
+            finally:
+                resp.release()
+        return resp
+
+    async def _send(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        return await self._session.post(
+            self._base + path,
+            data=orjson.dumps(payload),
+            headers={"Content-Type": "application/json"},
+            timeout=self._timeout,
+            read_bufsize=_READ_BUFSIZE,
+        )
+
+    async def _pull_once(self, model: str) -> None:
+        task = self._pulls.get(model)
+        if task is None:
+            task = asyncio.create_task(self._pull(model), name=f"ollama-pull-{model}")
+            self._pulls[model] = task
+            task.add_done_callback(lambda done: self._forget_pull(model, done))
+        try:
+            # A waiter that goes away must not cancel the pull the others wait for.
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current and current.cancelling()):
+                raise UpstreamError(self.name, f"pull of model '{model}' was cancelled") from None
+            raise
+
+    def _forget_pull(self, model: str, task: asyncio.Task[None]) -> None:
+        if self._pulls.get(model) is task:
+            del self._pulls[model]
+        if not task.cancelled():
+            task.exception()
+
+    async def _pull(self, model: str) -> None:
+        timeout = self._settings.ollama_pull_timeout
+        log.info("ollama: model %r is missing; pulling it", model)
+        try:
+            async with asyncio.timeout(timeout), translate_errors(self.name):
+                await self._stream_pull(model)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                self.name, f"pulling model '{model}' took longer than {timeout:g}s"
+            ) from None
+        log.info("ollama: pulled model %r", model)
+
+    async def _stream_pull(self, model: str) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._settings.connect_timeout)
+        progress = _PullProgress(model)
+        async with self._session.post(
+            self._base + "/api/pull",
+            data=orjson.dumps({"model": model, "stream": True}),
+            headers={"Content-Type": "application/json"},
+            timeout=timeout,
+        ) as resp:
+            await raise_for_status(self.name, model, resp)
+            async for raw in resp.content:
+                line = self._parse_line(raw)
+                if line is None:
+                    continue
+                if "error" in line:
+                    raise ModelNotFound(f"ollama: cannot pull model '{model}': {line['error']}")
+                progress.update(line)
+                if line.get("status") == "success":
+                    return
+        raise UpstreamError(self.name, f"pull of model '{model}' ended without success")
+
+
+class _PullProgress:
+    """Logs status changes and roughly every 10% of a download, not every line."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._status = ""
+        self._decile = -1
+
+    def update(self, line: dict[str, Any]) -> None:
+        status = str(line.get("status", ""))
+        if status != self._status:
+            self._status, self._decile = status, -1
+            log.info("ollama: pulling %r: %s", self._model, status)
+        total, completed = line.get("total"), line.get("completed")
+        if isinstance(total, int) and isinstance(completed, int) and total > 0:
+            decile = min(10, completed * 10 // total)
+            if decile > self._decile:
+                self._decile = decile
+                log.info(
+                    "ollama: pulling %r: %s %d%% of %.1f MB",
+                    self._model,
+                    status,
+                    decile * 10,
+                    total / 1e6,
+                )

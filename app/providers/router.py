@@ -1,0 +1,222 @@
+"""Model id -> provider, and the fallback chain: retries with backoff, circuit breakers, and
+the move down `FALLBACK_MODELS` when a provider fails before its first chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings
+from app.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderUnavailable,
+    RateLimited,
+    UpstreamError,
+)
+from app.providers.base import Chunk, Provider
+from app.providers.breaker import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+_LIST_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: Provider
+    model: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    route: Route
+    first: Chunk
+    rest: AsyncGenerator[Chunk, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    tools: bool = False
+    choices: int = 1
+
+
+class Router:
+    def __init__(self, providers: list[Provider], settings: Settings) -> None:
+        self.providers = {p.name: p for p in providers}
+        self.breakers = {
+            p.name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
+            for p in providers
+        }
+        self._settings = settings
+        self._models: list[Route] = []
+        self._models_at = -1e9
+        self._models_lock = asyncio.Lock()
+
+    async def models(self) -> list[Route]:
+        """Every active provider's models, fetched concurrently and cached briefly."""
+        if time.monotonic() - self._models_at < self._settings.models_cache_ttl:
+            return self._models
+        async with self._models_lock:
+            if time.monotonic() - self._models_at < self._settings.models_cache_ttl:
+                return self._models
+            lists = await asyncio.gather(*(self._list(p) for p in self.providers.values()))
+            self._models = [route for routes in lists for route in routes]
+            self._models_at = time.monotonic()
+            return self._models
+
+    async def _list(self, provider: Provider) -> list[Route]:
+        try:
+            async with asyncio.timeout(_LIST_TIMEOUT):
+                names = await provider.list_models()
+        except (GatewayError, TimeoutError) as exc:
+            log.warning("could not list %s models: %s", provider.name, exc)
+            return []
+        return [Route(provider, name) for name in names]
+
+    async def resolve(self, model_id: str | None) -> Route:
+        """`provider/model` goes to that provider as is; a bare id is looked up in the merged
+        model list; an empty one means `DEFAULT_MODEL`, else the first model available."""
+        model_id = (model_id or "").strip() or self._settings.default_model
+        if not model_id:
+            for route in await self.models():
+                if self.breakers[route.provider.name].state != "open":
+                    return route
+            raise ModelNotFound("no model was given and no provider has one available")
+        prefix, sep, rest = model_id.partition("/")
+        if sep and rest and prefix in self.providers:
+            return Route(self.providers[prefix], rest)
+        tagged = f"{model_id}:latest"
+        for route in await self.models():
+            if route.model in (model_id, tagged):
+                return route
+        raise ModelNotFound(
+            f"the model '{model_id}' does not exist on any active provider; "
+            "GET /v1/models lists the available ones"
+        )
+
+    async def _fallbacks(self, primary: Route, needs: Needs) -> list[Route]:
+        model_ids = list(self._settings.fallback_models)
+        local = self.providers.get("local")
+        if self._settings.local_fallback and local is not None:
+            model_ids += [f"local/{name}" for name in await local.list_models()]
+        routes: list[Route] = []
+        for model_id in model_ids:
+            try:
+                route = await self.resolve(model_id)
+                _check(route, needs)
+            except GatewayError as exc:
+                log.debug("fallback %s skipped: %s", model_id, exc)
+                continue
+            if route != primary and route not in routes:
+                routes.append(route)
+        return routes
+
+    async def open_stream(
+        self, model_id: str | None, body: dict[str, Any], needs: Needs
+    ) -> OpenStream:
+        """The first chunk of an answer from the first route that gives one: the requested
+        model, retried, then each fallback. The fallbacks are looked up only when needed."""
+        primary = await self.resolve(model_id)
+        _check(primary, needs)
+        errors: list[GatewayError] = []
+        opened = await self._attempt(primary, body, errors)
+        if opened is not None:
+            return opened
+        for route in await self._fallbacks(primary, needs):
+            try:
+                opened = await self._attempt(route, body, errors)
+            except GatewayError as exc:
+                errors.append(exc)
+                continue
+            if opened is not None:
+                log.warning("answered by fallback %s after: %s", route.id, errors[0].message)
+                return opened
+        raise _summarise(errors)
+
+    async def _attempt(
+        self, route: Route, body: dict[str, Any], errors: list[GatewayError]
+    ) -> OpenStream | None:
+        """Try one route up to `RETRY_ATTEMPTS` times. Retryable failures are appended to
+        `errors` and give None; a failure a retry cannot mend is raised."""
+        breaker = self.breakers[route.provider.name]
+        for attempt in range(self._settings.retry_attempts):
+            if not breaker.allow():
+                errors.append(
+                    ProviderUnavailable(
+                        route.provider.name,
+                        f"circuit open after repeated failures, next probe in "
+                        f"{breaker.retry_in():.0f}s",
+                    )
+                )
+                return None
+            stream = route.provider.stream_chat(route.model, body)
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                error: GatewayError = UpstreamError(route.provider.name, "empty answer")
+            except GatewayError as exc:
+                error = exc
+            except BaseException:
+                breaker.release()
+                await stream.aclose()
+                raise
+            else:
+                breaker.success()
+                return OpenStream(route, first, stream)
+            await stream.aclose()
+            if not error.retryable:
+                breaker.release()
+                raise error
+            breaker.failure()
+            errors.append(error)
+            log.warning("%s failed (attempt %d): %s", route.id, attempt + 1, error.message)
+            delay = self._backoff(attempt, error)
+            if delay is None or attempt + 1 == self._settings.retry_attempts:
+                return None
+            await asyncio.sleep(delay)
+        return None
+
+    def _backoff(self, attempt: int, error: GatewayError) -> float | None:
+        """Seconds to wait before retrying the same route; None to move on at once."""
+        cap = self._settings.retry_backoff_max
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            wait: float = error.retry_after
+            return wait if wait <= cap else None
+        base = min(cap, self._settings.retry_backoff * 2.0**attempt)
+        return base / 2 + random.uniform(0, base / 2)
+
+
+def _check(route: Route, needs: Needs) -> None:
+    caps = route.provider.capabilities
+    if needs.tools and not caps.tools:
+        raise InvalidRequest(
+            f"the model '{route.id}' does not support function calling", param="tools"
+        )
+    if needs.choices > 1 and not caps.multiple_choices:
+        raise InvalidRequest(
+            f"the model '{route.id}' cannot return more than one choice", param="n"
+        )
+
+
+def _summarise(errors: list[GatewayError]) -> GatewayError:
+    """The first error, its message extended by what the fallbacks said; all rate limits stay
+    a 429 with the shortest Retry-After."""
+    first = errors[0]
+    if all(isinstance(e, RateLimited) for e in errors):
+        waits = [e.retry_after for e in errors if isinstance(e, RateLimited) and e.retry_after]
+        return RateLimited(first.message, retry_after=min(waits) if waits else None)
+    others = [e.message for e in errors[1:] if e.message != first.message]
+    if others:
+        first.message += "; then " + "; then ".join(others)
+    return first

@@ -1,0 +1,80 @@
+"""Real servers on loopback: the fake upstreams and the gateway itself, served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from tests.fakes.openai_upstream import OpenAIUpstreamState, create_openai_upstream
+from tests.fakes.serve import serve
+
+for _name in list(os.environ):
+    if _name.startswith(("OPENAI_", "OLLAMA_", "LLAMACPP_", "LOCAL_")) or _name in (
+        "API_KEYS",
+        "DEFAULT_MODEL",
+        "FALLBACK_MODELS",
+    ):
+        del os.environ[_name]
+
+PERSONA = Path(__file__).resolve().parent.parent / "persona.json"
+
+MakeGateway = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[tuple[str, OpenAIUpstreamState]]:
+    app, state = create_openai_upstream()
+    with serve(app) as url:
+        yield url, state
+
+
+@pytest.fixture
+def upstream(openai_server: tuple[str, OpenAIUpstreamState]) -> OpenAIUpstreamState:
+    """The fake OpenAI-compatible upstream's state, fresh for each test."""
+    _, state = openai_server
+    fresh = OpenAIUpstreamState()
+    for name in state.__dataclass_fields__:
+        setattr(state, name, getattr(fresh, name))
+    return state
+
+
+def gateway_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "ollama_base_url": "",
+        "local_enabled": False,
+        "request_timeout": 2.0,
+        "connect_timeout": 2.0,
+        "retry_backoff": 0.01,
+        "retry_backoff_max": 0.05,
+        "persona_path": PERSONA,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def make_gateway(
+    openai_server: tuple[str, OpenAIUpstreamState], upstream: OpenAIUpstreamState
+) -> Iterator[MakeGateway]:
+    """Start a gateway (real uvicorn on loopback) wired to the fake upstream; returns its URL."""
+    url, _ = openai_server
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> str:
+            overrides.setdefault("openai_base_url", f"{url}/v1")
+            overrides.setdefault("openai_api_key", "upstream-key")
+            return stack.enter_context(serve(create_app(gateway_settings(**overrides))))
+
+        yield make
+
+
+@pytest.fixture
+def gateway(make_gateway: MakeGateway) -> str:
+    return make_gateway()

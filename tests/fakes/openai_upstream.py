@@ -1,0 +1,322 @@
+"""A fake OpenAI-compatible upstream (as OpenAI, vLLM and llama.cpp server speak it).
+
+Serve it with `tests.fakes.serve.serve(app)` and give the gateway `<url>/v1`. The model name picks
+the scenario:
+
+    gpt-test      "Hello from the fake upstream.", one chunk per word; `echo: X` in the last user
+                  message answers X instead
+    tool-model    calls the offered tools (the first two in parallel when the last user message
+                  says "parallel"); after a `role: "tool"` message answers "Tool said: ..."
+    error-500     500          rate-limited  429 + Retry-After: 1      bad-request  400
+    flaky         500 `state.flaky_failures` times (counting down), then like gpt-test
+    slow-first    waits `state.slow_first_delay` s before the first chunk (headers go at once)
+    cut           stream: role chunk + two content chunks, then the connection drops mid-body
+    stall         stream: role chunk + two content chunks, then silence for 60 s
+    slow-stream   stream: 50 content chunks, 0.1 s apart
+    embed-test    like gpt-test; any known model also embeds
+    anything else 404 model_not_found
+
+A stream counts in `stream_finished` once its last chunk is sent (before `[DONE]`), or in
+`stream_closed_early` (and sets `closed_early_event`) when the client goes away first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import math
+import re
+import struct
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Json = dict[str, Any]
+
+MODELS = (
+    "gpt-test",
+    "tool-model",
+    "error-500",
+    "rate-limited",
+    "bad-request",
+    "slow-first",
+    "cut",
+    "stall",
+    "slow-stream",
+    "flaky",
+    "embed-test",
+)
+GREETING = "Hello from the fake upstream."
+_SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
+
+
+@dataclass
+class OpenAIUpstreamState:
+    requests: list[Json] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    api_key: str | None = None
+    slow_first_delay: float = 2.0
+    flaky_failures: int = 2
+    stream_closed_early: int = 0
+    stream_finished: int = 0
+    closed_early_event: threading.Event = field(default_factory=threading.Event)
+
+
+class UpstreamCut(Exception):
+    """Raised inside a `cut` stream so uvicorn drops the connection mid-body."""
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status, headers)
+
+
+def _unauthorized(request: Request, state: OpenAIUpstreamState) -> Response | None:
+    if state.api_key is None or request.headers.get("authorization") == f"Bearer {state.api_key}":
+        return None
+    return _error(
+        401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key"
+    )
+
+
+def _refusal(request: Request, state: OpenAIUpstreamState, model: str) -> Response | None:
+    """The error response this request gets instead of an answer, if any."""
+    if (denied := _unauthorized(request, state)) is not None:
+        return denied
+    if model not in MODELS:
+        return _error(
+            404,
+            f"The model `{model}` does not exist",
+            "invalid_request_error",
+            param="model",
+            code="model_not_found",
+        )
+    if model == "error-500":
+        return _error(500, "fake upstream exploded", "server_error")
+    if model == "flaky" and state.flaky_failures > 0:
+        state.flaky_failures -= 1
+        return _error(500, "fake upstream is flaky", "server_error")
+    if model == "rate-limited":
+        return _error(
+            429,
+            "Rate limit reached for fake upstream",
+            "rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": "1"},
+        )
+    if model == "bad-request":
+        return _error(
+            400, "fake upstream rejects this request", "invalid_request_error", param="messages"
+        )
+    return None
+
+
+async def _record(request: Request, state: OpenAIUpstreamState) -> Json:
+    body: Json = orjson.loads(await request.body())
+    state.requests.append(body)
+    state.headers.append({k.lower(): v for k, v in request.headers.items()})
+    return body
+
+
+def _text(message: Json) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def _tool_calls(body: Json, last_user: str) -> list[Json]:
+    tools: list[Json] = body.get("tools") or []
+    count = 2 if "parallel" in last_user and len(tools) >= 2 else 1
+    calls = []
+    for tool in tools[:count]:
+        properties: Json = tool["function"].get("parameters", {}).get("properties", {})
+        args = {name: _SAMPLE_ARGS.get(schema.get("type")) for name, schema in properties.items()}
+        function = {"name": tool["function"]["name"], "arguments": orjson.dumps(args).decode()}
+        calls.append(
+            {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
+        )
+    return calls
+
+
+def _answer(model: str, body: Json) -> tuple[list[str], list[Json], str]:
+    """The content chunks, tool calls and finish reason of one choice."""
+    messages: list[Json] = body.get("messages") or []
+    last_user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    if model == "tool-model" and messages and messages[-1].get("role") == "tool":
+        text = f"Tool said: {_text(messages[-1])}"
+    elif model == "tool-model" and body.get("tools"):
+        return [], _tool_calls(body, last_user), "tool_calls"
+    elif model == "slow-stream":
+        text = " ".join(f"tick{i}" for i in range(50))
+    elif "echo:" in last_user:
+        text = last_user.split("echo:", 1)[1].strip()
+    else:
+        text = GREETING
+    pieces = re.findall(r"\s*\S+", text)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit is not None and len(pieces) > limit:
+        return pieces[:limit], [], "length"
+    return pieces, [], "stop"
+
+
+def _deltas(pieces: list[str], calls: list[Json]) -> list[Json]:
+    """One choice's stream deltas, shaped as OpenAI sends them."""
+    if not calls:
+        return [{"role": "assistant", "content": ""}, *({"content": p} for p in pieces)]
+    deltas: list[Json] = []
+    for index, call in enumerate(calls):
+        name, args = call["function"]["name"], call["function"]["arguments"]
+        head = {"index": index, **call, "function": {"name": name, "arguments": ""}}
+        deltas.append({"tool_calls": [head]})
+        deltas += (
+            {"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 8]}}]}
+            for i in range(0, len(args), 8)
+        )
+    deltas[0] = {"role": "assistant", "content": None, **deltas[0]}
+    return deltas
+
+
+async def _chunks(
+    state: OpenAIUpstreamState, model: str, body: Json, deltas: list[Json], finish: str, usage: Json
+) -> AsyncGenerator[Json, None]:
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    n = int(body.get("n") or 1)
+
+    def chunk(choices: list[Json], usage: Json | None = None) -> Json:
+        return {**base, "choices": choices, **({"usage": usage} if include_usage else {})}
+
+    if model == "slow-first":
+        await asyncio.sleep(state.slow_first_delay)
+    for step, delta in enumerate(deltas):
+        if step == 3 and model == "cut":
+            raise UpstreamCut
+        if step == 3 and model == "stall":
+            await asyncio.sleep(60)
+        if step and model == "slow-stream":
+            await asyncio.sleep(0.1)
+        for index in range(n):
+            yield chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
+    for index in range(n):
+        yield chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}])
+    if include_usage:
+        yield chunk([], usage)
+
+
+async def _sse(
+    state: OpenAIUpstreamState, chunks: AsyncGenerator[Json, None]
+) -> AsyncIterator[bytes]:
+    try:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        state.stream_closed_early += 1
+        state.closed_early_event.set()
+        raise
+    state.stream_finished += 1
+    yield b"data: [DONE]\n\n"
+
+
+def create_openai_upstream(
+    state: OpenAIUpstreamState | None = None,
+) -> tuple[Starlette, OpenAIUpstreamState]:
+    state = state or OpenAIUpstreamState()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def models(request: Request) -> Response:
+        if (denied := _unauthorized(request, state)) is not None:
+            return denied
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in MODELS
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(request: Request) -> Response:
+        body = await _record(request, state)
+        model = str(body.get("model"))
+        if (refused := _refusal(request, state, model)) is not None:
+            return refused
+        pieces, calls, finish = _answer(model, body)
+        deltas = _deltas(pieces, calls)
+        n = int(body.get("n") or 1)
+        prompt = sum(len(_text(m).split()) for m in body.get("messages") or [])
+        completion = (len(deltas) - 1) * n
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        usage["total_tokens"] = prompt + completion
+        if body.get("stream"):
+            chunks = _chunks(state, model, body, deltas, finish, usage)
+            return StreamingResponse(_sse(state, chunks), media_type="text/event-stream")
+        if model == "slow-first":
+            await asyncio.sleep(state.slow_first_delay)
+        message: Json = {"role": "assistant", "content": None if calls else "".join(pieces)}
+        if calls:
+            message["tool_calls"] = calls
+        choice = {"message": message, "logprobs": None, "finish_reason": finish}
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": i, **choice} for i in range(n)],
+                "usage": usage,
+            }
+        )
+
+    async def embeddings(request: Request) -> Response:
+        body = await _record(request, state)
+        model = str(body.get("model"))
+        if (refused := _refusal(request, state, model)) is not None:
+            return refused
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        dim = int(body.get("dimensions") or 8)
+        data, tokens = [], 0
+        for index, item in enumerate(inputs or []):
+            tokens += len(item.split()) if isinstance(item, str) else len(item)
+            raw = [b / 127.5 - 1 for b in hashlib.shake_256(orjson.dumps(item)).digest(dim)]
+            norm = math.sqrt(sum(x * x for x in raw))
+            vector = [x / norm for x in raw]
+            embedding: list[float] | str = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+
+    routes = [
+        Route("/health", health),
+        Route("/v1/models", models),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+    return Starlette(routes=routes), state
