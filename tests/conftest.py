@@ -12,6 +12,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
+from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState, create_openai_upstream
 from tests.fakes.serve import serve
 
@@ -78,3 +79,12 @@ def make_gateway(
 @pytest.fixture
 def gateway(make_gateway: MakeGateway) -> str:
     return make_gateway()
+
+
+@pytest.fixture
+def ollama_server() -> Iterator[tuple[str, FakeOllama]]:
+    """A fresh fake Ollama server on loopback (its installed models change when one is pulled);
+    yields its base URL (no `/v1`) and the fake, to inspect what it was sent."""
+    fake = FakeOllama()
+    with serve(fake.app) as url:
+        yield url, fake

@@ -6,6 +6,7 @@ import aiohttp
 
 from app.config import Settings
 from app.providers.base import Capabilities, Provider
+from app.providers.local import LocalModelUnavailable, LocalProvider, resolve_model
 from app.providers.ollama import OllamaProvider
 from app.providers.openai_compat import OpenAICompatProvider
 
@@ -50,4 +51,8 @@ def build_providers(
         )
     else:
         skipped["llamacpp"] = "LLAMACPP_BASE_URL is empty"
+    try:
+        active.append(LocalProvider(settings, resolve_model(settings)))
+    except LocalModelUnavailable as exc:
+        skipped["local"] = str(exc)
     return active, skipped

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+
+# --- build: compile llama-cpp-python once, into wheels ---------------------------------------
+FROM python:3.11-slim AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[local]'
+
+# --- runtime: no compiler, non-root -----------------------------------------------------------
+FROM python:3.11-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 gateway
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'ai-gateway[local]' \
+    && rm -rf /wheels
+WORKDIR /srv
+COPY persona.json ./
+RUN mkdir -p /srv/data && chown gateway:gateway /srv/data
+USER gateway
+ENV HOST=0.0.0.0 \
+    PORT=9099 \
+    DATA_DIR=/srv/data \
+    PERSONA_PATH=/srv/persona.json \
+    PYTHONUNBUFFERED=1
+EXPOSE 9099
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health/live', timeout=4)"
+CMD ["ai-gateway", "serve"]

