@@ -63,6 +63,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("ollama_num_ctx", "ollama_keep_alive", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("ollama_base_url", "openai_base_url", "llamacpp_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from app import __version__
 from app.api import chat, embeddings, health, models
@@ -25,13 +25,6 @@ from app.providers.router import Router
 from app.security.auth import BearerAuthMiddleware
 
 log = logging.getLogger(__name__)
-
-
-def _api() -> APIRouter:
-    api = APIRouter()
-    for module in (chat, models, embeddings, health):
-        api.include_router(module.router)
-    return api
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,9 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await session.close()
 
     app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan)
-    api = _api()
-    app.include_router(api, prefix="/v1")
-    app.include_router(api, include_in_schema=False)
+    app.router.routes.extend(chat.routes)
+    for module in (models, embeddings, health):
+        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, include_in_schema=False)
     install_error_handlers(app)
     if settings.api_keys:
         app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)

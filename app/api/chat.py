@@ -1,23 +1,25 @@
-"""POST /v1/chat/completions."""
+"""POST /v1/chat/completions.
+
+This is the hot path, so it is a plain Starlette endpoint: FastAPI's dependency solving and
+response handling would cost more than the rest of the gateway's own work per request."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
-from app.api.deps import ChatDep
 from app.api.responses import JSON
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
+from app.chat.service import ChatService
 from app.chat.sse import encode
 from app.providers.router import Needs
-
-router = APIRouter()
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@router.post("/chat/completions")
-async def chat_completions(request: Request, chat: ChatDep) -> Response:
+async def chat_completions(request: Request) -> Response:
+    chat: ChatService = request.state.chat
     body = parse_json(await request.body())
     req = validate(ChatCompletionRequest, body)
     stream = bool(req.stream)
@@ -29,3 +31,9 @@ async def chat_completions(request: Request, chat: ChatDep) -> Response:
     if stream:
         return StreamingResponse(encode(turn), media_type="text/event-stream", headers=_SSE_HEADERS)
     return JSON(await turn.collect())
+
+
+routes = [
+    Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+    for prefix in ("/v1", "")
+]

@@ -1,4 +1,5 @@
-"""Route dependencies: the lifespan's resources, typed."""
+"""Route dependencies: the lifespan's resources, typed. They are `async` so that FastAPI calls
+them inline instead of handing each one to a worker thread."""
 
 from __future__ import annotations
 
@@ -6,26 +7,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.chat.service import ChatService
 from app.ops.health import HealthChecker
 from app.providers.router import Router
 
 
-def _chat(request: Request) -> ChatService:
-    service: ChatService = request.state.chat
-    return service
-
-
-def _router(request: Request) -> Router:
+async def _router(request: Request) -> Router:
     router: Router = request.state.router
     return router
 
 
-def _health(request: Request) -> HealthChecker:
+async def _health(request: Request) -> HealthChecker:
     health: HealthChecker = request.state.health
     return health
 
 
-ChatDep = Annotated[ChatService, Depends(_chat)]
 RouterDep = Annotated[Router, Depends(_router)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,20 @@ class Persona(BaseModel):
     system_prompt: str = ""
     style: list[str] = []
 
-    def instructions(self) -> str:
+    @cached_property
+    def _text(self) -> str:
         parts = [self.system_prompt.strip()] if self.system_prompt.strip() else []
         if self.style:
             parts.append("Style:\n" + "\n".join(f"- {rule}" for rule in self.style))
         return "\n\n".join(parts)
 
+    def instructions(self) -> str:
+        return self._text
+
     def apply(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages with the persona's instructions first: merged into the client's own
         leading system message when it has one (many chat templates take only one)."""
-        text = self.instructions()
+        text = self._text
         if not text:
             return messages
         if messages and messages[0].get("role") in ("system", "developer"):

@@ -34,8 +34,11 @@ class Turn:
         first = True
         rest = self._opened.rest
         try:
-            chunk: Chunk | None = self._opened.first
-            while chunk is not None:
+            if self._stamp(self._opened.first, first):
+                first = False
+                finished = _has_finish(self._opened.first)
+                yield self._opened.first
+            async for chunk in rest:
                 if self._stamp(chunk, first):
                     first = False
                     finished = finished or _has_finish(chunk)
@@ -44,7 +47,6 @@ class Turn:
                     raise UpstreamTimeout(
                         self.provider, f"the answer exceeded TOTAL_TIMEOUT ({self._total_timeout}s)"
                     )
-                chunk = await anext(rest, None)
         finally:
             await rest.aclose()
         if not finished:

@@ -20,6 +20,20 @@ from app.errors import (
 )
 
 
+async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a streamed body, split from whatever pieces arrive: one await per network
+    read rather than one per line."""
+    buffer = b""
+    async for piece in content.iter_any():
+        buffer += piece
+        if b"\n" in piece:
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line
+    if buffer:
+        yield buffer
+
+
 def error_message(raw: bytes) -> str:
     """The message inside an OpenAI (`{"error": {"message"}}`) or Ollama (`{"error": "..."}`)
     error body, else the body's text."""

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamTimeout
 from app.providers import ollama_wire as wire
 from app.providers.base import Capabilities, Chunk, Embeddings
-from app.providers.http import error_message, raise_for_status, translate_errors
+from app.providers.http import error_message, iter_lines, raise_for_status, translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OllamaProvider:
         async with translate_errors(self.name):
             resp = await self._post("/api/chat", model, payload)
             try:
-                while not converter.done and (raw := await resp.content.readline()):
+                async for raw in iter_lines(resp.content):
                     line = self._parse_line(raw)
                     if line is None:
                         continue
@@ -86,6 +86,8 @@ class OllamaProvider:
                         raise UpstreamError(self.name, str(line["error"]))
                     for chunk in converter.feed(line):
                         yield chunk
+                    if converter.done:
+                        break
             finally:
                 if converter.done:
                     resp.release()

@@ -10,7 +10,7 @@ import orjson
 
 from app.errors import InvalidRequest, UpstreamError
 from app.providers.base import Capabilities, Chunk, Embeddings
-from app.providers.http import raise_for_status, translate_errors
+from app.providers.http import iter_lines, raise_for_status, translate_errors
 
 _GATEWAY_FIELDS = frozenset({"model", "stream", "stream_options"})
 
@@ -58,20 +58,25 @@ class OpenAICompatProvider:
                 headers=self._headers,
                 timeout=self._timeout,
             )
+            done = False
             try:
                 await raise_for_status(self.name, model, resp)
-                async for line in resp.content:
+                async for line in iter_lines(resp.content):
                     if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
+                        done = True
                         return
                     chunk = orjson.loads(data)
                     if "error" in chunk:
                         raise UpstreamError(self.name, _in_band_message(chunk["error"]))
                     yield chunk
             finally:
-                resp.close()
+                if done:
+                    resp.release()
+                else:
+                    resp.close()
 
     async def list_models(self) -> list[str]:
         data = await self._get_json(f"{self._base}/models")
