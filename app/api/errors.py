@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from app.api.responses import JSON
 from app.errors import GatewayError, InvalidRequest, NotFound
@@ -40,6 +42,11 @@ async def _http_error(request: Request, exc: Exception) -> JSON:
     return JSON(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    log.info("the client went away before its request was read")
+    return Response(status_code=499)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSON:
     log.exception("unexpected error", exc_info=exc)
     return _respond(GatewayError("the gateway failed unexpectedly; see its log for details"))
@@ -49,4 +56,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +33,7 @@ class RequestContextMiddleware:
                 rid = value.decode("latin-1")
                 break
         if not _SAFE_ID.match(rid):
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0

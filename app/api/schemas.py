@@ -116,8 +116,9 @@ class EmbeddingRequest(_Wire):
     def _not_empty(
         cls, value: str | list[str] | list[int] | list[list[int]]
     ) -> str | list[str] | list[int] | list[list[int]]:
-        if isinstance(value, list) and not value:
-            raise ValueError("input must not be empty")
+        items = value if isinstance(value, list) else [value]
+        if not items or any(item in ("", []) for item in items):
+            raise ValueError("input must not be empty, nor contain an empty string or token list")
         return value
 
 

@@ -78,6 +78,8 @@ class Turn:
         elif "usage" in chunk:
             del chunk["usage"]
         for choice in choices:
+            choice.setdefault("index", 0)
+            choice.setdefault("finish_reason", None)
             delta = choice.get("delta")
             if delta is None:
                 delta = choice["delta"] = {}

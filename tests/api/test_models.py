@@ -89,12 +89,6 @@ def test_retrieve_a_bare_id(three_providers: tuple[str, FakeOllama]) -> None:
     assert resp.json()["id"] == "ollama/llama3.2:latest"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/api/models.py get_model matches ids exactly, but the router (chat, embeddings) "
-    "accepts an untagged Ollama name as `<name>:latest`: GET /v1/models/llama3.2 is 404 for "
-    "a model chat answers with",
-)
 def test_retrieve_an_untagged_ollama_name_as_chat_resolves_it(
     three_providers: tuple[str, FakeOllama],
 ) -> None:
@@ -110,7 +104,7 @@ def test_retrieve_an_untagged_ollama_name_as_chat_resolves_it(
     assert resp.json()["id"] == "ollama/llama3.2:latest"
 
 
-@pytest.mark.parametrize("model_id", ["no-such-model", "openai/no-such-model", "ollama/llama3.2"])
+@pytest.mark.parametrize("model_id", ["no-such-model", "openai/no-such-model", "ollama/no-such-model"])
 def test_unknown_model_is_404_in_openai_shape(
     three_providers: tuple[str, FakeOllama], model_id: str
 ) -> None:

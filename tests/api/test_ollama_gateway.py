@@ -158,7 +158,7 @@ def test_two_turn_tool_exchange(sdk: openai.OpenAI, fake: FakeOllama) -> None:
     [call] = choice.message.tool_calls or []
     assert call.type == "function"
     assert call.id
-    function = call.function  # type: ignore[union-attr]
+    function = call.function
     assert function.name == "get_weather"
     assert json.loads(function.arguments) == {"city": "Paris", "unit": "celsius"}
 

@@ -40,7 +40,7 @@ def test_merged_into_a_leading_string_system_message(role: str) -> None:
 
 def test_merged_into_a_leading_system_message_with_parts() -> None:
     parts = [{"type": "text", "text": "Speak like a pirate."}, {"type": "text", "text": "Arr."}]
-    messages = [{"role": "system", "content": parts}, USER]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": parts}, USER]
     applied = PERSONA.apply(messages)
     assert applied == [
         {"role": "system", "content": [{"type": "text", "text": INSTRUCTIONS}, *parts]},
