@@ -104,7 +104,9 @@ def test_retrieve_an_untagged_ollama_name_as_chat_resolves_it(
     assert resp.json()["id"] == "ollama/llama3.2:latest"
 
 
-@pytest.mark.parametrize("model_id", ["no-such-model", "openai/no-such-model", "ollama/no-such-model"])
+@pytest.mark.parametrize(
+    "model_id", ["no-such-model", "openai/no-such-model", "ollama/no-such-model"]
+)
 def test_unknown_model_is_404_in_openai_shape(
     three_providers: tuple[str, FakeOllama], model_id: str
 ) -> None:
