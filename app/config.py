@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     persona_path: Path = Path("persona.json")
     api_keys: CommaList = []
+    cors_origins: CommaList = []
 
     default_model: str = ""
     fallback_models: CommaList = []
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     local_threads: int = Field(0, ge=0)
     local_max_tokens: int = Field(512, ge=1)
 
-    @field_validator("api_keys", "fallback_models", mode="before")
+    @field_validator("api_keys", "fallback_models", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,9 @@ def test_the_shipped_env_example_loads_as_the_defaults() -> None:
     """.env.example says "copy to .env and edit": unedited, it must load (as the defaults)."""
     settings = load_settings(_env_file=REPO / ".env.example")
     assert settings == Settings(_env_file=None)
+
+
+def test_the_env_example_lists_every_setting() -> None:
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
+    assert listed == {name.upper() for name in Settings.model_fields}

@@ -137,3 +137,26 @@ def test_without_api_keys_everything_is_open(make_gateway: MakeGateway) -> None:
             resp = call(url, method, prefix + path, body)
             assert resp.status_code == 200, (prefix, path, resp.text)
             assert call(url, method, prefix + path, body, "Bearer anything").status_code == 200
+
+
+def test_cors_preflight_passes_before_auth(make_gateway: MakeGateway) -> None:
+    url = make_gateway(api_keys=["k1"], cors_origins=["http://localhost:3000"])
+    preflight = httpx.options(
+        f"{url}/v1/chat/completions",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    resp = httpx.get(
+        f"{url}/v1/models",
+        headers={"Origin": "http://localhost:3000", "Authorization": "Bearer k1"},
+    )
+    assert resp.status_code == 200
+    assert resp.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "x-request-id" in resp.headers["access-control-expose-headers"].lower()
+    denied = httpx.get(f"{url}/v1/models", headers={"Origin": "http://localhost:3000"})
+    assert denied.status_code == 401
