@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await provider.aclose()
             await session.close()
 
-    app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan)
+    # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
+    telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan, telemetry=telemetry)
     app.router.routes.extend(chat.routes)
     for module in (models, embeddings, health):
         app.include_router(module.router, prefix="/v1")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ids import new_id
 from app.ops.logging import request_id
 
 log = logging.getLogger("app.access")
@@ -33,7 +33,7 @@ class RequestContextMiddleware:
                 rid = value.decode("latin-1")
                 break
         if not _SAFE_ID.match(rid):
-            rid = os.urandom(16).hex()
+            rid = new_id(hex_digits=32)
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0

@@ -3,12 +3,12 @@ checked for completeness, bounded in total time, and collected into a completion
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from app.errors import UpstreamError, UpstreamTimeout
+from app.ids import new_id
 from app.providers.base import Chunk
 from app.providers.router import OpenStream
 
@@ -17,7 +17,7 @@ _ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 class Turn:
     def __init__(self, opened: OpenStream, *, include_usage: bool, total_timeout: float) -> None:
-        self.id = "chatcmpl-" + secrets.token_hex(12)
+        self.id = new_id("chatcmpl-")
         self.created = int(time.time())
         self.model = opened.route.id
         self.provider = opened.route.provider.name
@@ -149,7 +149,7 @@ def _finish(acc: dict[str, Any]) -> dict[str, Any]:
     if acc["calls"]:
         message["tool_calls"] = [
             {
-                "id": slot["id"] or "call_" + secrets.token_hex(12),
+                "id": slot["id"] or new_id("call_"),
                 "type": slot["type"],
                 "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])},
             }

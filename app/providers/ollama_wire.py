@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import secrets
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from app.errors import InvalidRequest
+from app.ids import new_id
 from app.providers.base import Chunk
 
 _OPTIONS = {
@@ -147,7 +147,7 @@ def _arguments(arguments: Any) -> Any:
 
 
 def new_call_id() -> str:
-    return f"call_{secrets.token_hex(12)}"
+    return new_id("call_")
 
 
 class ChunkConverter:
