@@ -42,8 +42,10 @@ BODY: dict[str, Any] = {
     "max_tokens": 16,
 }
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
-HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-key"}
-TARGETS = ("direct", "ref-aiohttp", "ref-httpx", "gateway")
+KEY = "sk-bench-key"  # LiteLLM insists on the sk- prefix for its master key
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+TARGETS = ("direct", "ref-aiohttp", "ref-httpx", "gateway", "litellm")
+DEFAULT_TARGETS = TARGETS[:4]  # litellm runs when --litellm names its executable
 TARGET_CORE, LOAD_CORE = "0", "1"  # target alone on core 0; upstream, wrk and driver on core 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 Result = dict[str, Any]
@@ -220,7 +222,22 @@ def run_ttfc(url: str, n: int) -> Result:
     return dict(json.loads(proc.stdout))
 
 
-def target_command(name: str, port: int, upstream: str, tmp: Path) -> tuple[list[str], Any]:
+LITELLM_CONFIG = """model_list:
+  - model_name: openai/bench-model
+    litellm_params:
+      model: openai/bench-model
+      api_base: {upstream}/v1
+      api_key: bench-upstream-key
+general_settings:
+  master_key: {key}
+litellm_settings:
+  telemetry: false
+"""
+
+
+def target_command(
+    name: str, port: int, upstream: str, tmp: Path, litellm: str | None = None
+) -> tuple[list[str], Any]:
     py = [sys.executable, "-u"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if name == "direct":
@@ -238,13 +255,19 @@ def target_command(name: str, port: int, upstream: str, tmp: Path) -> tuple[list
             "OPENAI_API_KEY": "bench-upstream-key",
             "OLLAMA_BASE_URL": "",
             "LOCAL_ENABLED": "false",
-            "API_KEYS": "bench-key",
+            "API_KEYS": KEY,
             "LOG_LEVEL": "WARNING",
             "DEFAULT_MODEL": "openai/bench-model",
             "DATA_DIR": str(tmp / "gateway-data"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         return [*py, "-m", "app", "serve"], {"env": env, "cwd": tmp}
+    if name == "litellm" and litellm:  # LiteLLM's proxy, one worker, its model map offline
+        config = tmp / "litellm.yaml"
+        config.write_text(LITELLM_CONFIG.format(upstream=upstream, key=KEY))
+        env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+        cmd = [litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+        return [*cmd, "--num_workers", "1"], {"env": env, "cwd": tmp}
     raise ValueError(f"unknown target {name!r}")
 
 
@@ -253,11 +276,11 @@ def bench_target(
 ) -> None:
     """Fill `result` as it goes, so an interrupted run keeps the points already taken."""
     port = free_port()
-    cmd, popen = target_command(name, port, f"http://127.0.0.1:{up_port}", tmp)
+    cmd, popen = target_command(name, port, f"http://127.0.0.1:{up_port}", tmp, args.litellm)
     child = Child(name, cmd, tmp, core=TARGET_CORE, **popen)
     result |= {"status": "running", "port": port, "points": [], "ttfc": None}
     try:
-        error = wait_ready(child, port, timeout=45.0 if name == "gateway" else 15.0)
+        error = wait_ready(child, port, timeout={"gateway": 45.0, "litellm": 120.0}.get(name, 15.0))
         if error:
             raise RuntimeError(error)
         url = f"http://127.0.0.1:{port}{PATH}"
@@ -324,7 +347,8 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk point")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="comma list")
+    parser.add_argument("--targets", help=f"comma list of {', '.join(TARGETS)}")
+    parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` executable")
     parser.add_argument("--concurrency", default="1,8,32", help="comma list of wrk connections")
     parser.add_argument("--ttfc-requests", type=int, default=300)
     parser.add_argument("--ttfc-targets", default="direct,ref-aiohttp,gateway")
@@ -336,7 +360,10 @@ def main() -> int:
 
         print(json.dumps(uvloop.run(ttfc_driver(args.ttfc_driver, args.ttfc_requests))))
         return 0
-    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    default = [*DEFAULT_TARGETS, "litellm"] if args.litellm else DEFAULT_TARGETS
+    args.targets = [t.strip() for t in (args.targets or ",".join(default)).split(",") if t.strip()]
+    if "litellm" in args.targets and not args.litellm:
+        parser.error("the litellm target needs --litellm PATH")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.ttfc_targets = {t.strip() for t in args.ttfc_targets.split(",")}
     if unknown := set(args.targets) - set(TARGETS):
