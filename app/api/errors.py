@@ -38,7 +38,12 @@ async def _http_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return _respond(NotFound(f"no route {request.method} {request.url.path}"))
-    body = InvalidRequest(str(exc.detail)).body()
+    message = str(exc.detail)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    body = InvalidRequest(message).body()
+    body["error"]["code"] = "method_not_allowed" if exc.status_code == 405 else None
     return JSON(body, status_code=exc.status_code, headers=exc.headers)
 
 

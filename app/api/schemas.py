@@ -13,6 +13,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from app.errors import InvalidRequest
@@ -28,7 +29,16 @@ class _Wire(BaseModel):
 
 class FunctionCall(_Wire):
     name: str
-    arguments: str | dict[str, Any] = ""
+    arguments: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arguments_as_json(cls, data: object) -> object:
+        """Some clients send `arguments` as an object; it is rewritten in place as the JSON
+        string OpenAI specifies, so the body forwarded upstream carries the fix too."""
+        if isinstance(data, dict) and isinstance(data.get("arguments"), dict):
+            data["arguments"] = orjson.dumps(data["arguments"]).decode()
+        return data
 
 
 class ToolCall(_Wire):
@@ -59,6 +69,14 @@ class Message(_Wire):
                 if kind == "image_url" and not isinstance(part.get("image_url"), dict | str):
                     raise ValueError("an image_url content part needs an 'image_url' object")
         return content
+
+    @model_validator(mode="after")
+    def _content_present(self) -> Message:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs 'content'")
+        if self.content is None and not (self.tool_calls or self.model_extra):
+            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        return self
 
 
 class FunctionDef(_Wire):

@@ -226,6 +226,42 @@ def test_bad_requests_get_400_in_openai_shape(
     assert error["message"]
 
 
+def test_a_message_without_content_is_400(gateway: str) -> None:
+    for message, param in (
+        ({"role": "user"}, "messages[0]"),
+        ({"role": "assistant", "content": None}, "messages[0]"),
+    ):
+        body = {"model": "gpt-test", "messages": [message]}
+        resp = httpx.post(f"{gateway}/v1/chat/completions", json=body)
+        assert resp.status_code == 400
+        assert resp.json()["error"]["param"] == param
+
+
+def test_tool_call_arguments_sent_as_an_object_are_forwarded_as_a_json_string(
+    gateway: str, upstream: OpenAIUpstreamState
+) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+    ]
+    body = {"model": "openai/gpt-test", "messages": messages}
+    assert httpx.post(f"{gateway}/v1/chat/completions", json=body).status_code == 200
+    forwarded = upstream.requests[-1]["messages"][-2]["tool_calls"][0]["function"]
+    assert forwarded["arguments"] == '{"a":1}'
+
+
+def test_wrong_method_is_405_in_openai_shape(gateway: str) -> None:
+    resp = httpx.get(f"{gateway}/v1/chat/completions")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
+    assert resp.json()["error"]["code"] == "method_not_allowed"
+    resp = httpx.get(f"{gateway}/v1/no/such/route")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b""])
 def test_unparseable_bodies_get_400(gateway: str, raw: bytes) -> None:
     resp = httpx.post(
