@@ -5,14 +5,15 @@
     ├── AuthenticationFailed        401 invalid_api_key
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found
-    ├── RateLimited                 429 rate_limit_exceeded (+ Retry-After)
+    ├── RateLimited                 429 rate_limit_exceeded
     │   └── UpstreamRateLimited     429, raised by a provider; retryable
     └── UpstreamError               502 upstream_error, a provider failed; retryable
         ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
         └── UpstreamTimeout         504 upstream_timeout
 
-`retryable` tells the router whether a fallback may help; errors raised after the first
-streamed byte are sent in-band instead of as a status.
+Any of them may carry `retry_after` seconds, sent as a `Retry-After` header. `retryable` tells
+the router whether a fallback may help. Errors raised after the first streamed byte are sent
+in-band instead of as a status.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ class GatewayError(Exception):
     code: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         return {
@@ -42,7 +46,9 @@ class GatewayError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        return {}
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class InvalidRequest(GatewayError):
@@ -75,15 +81,6 @@ class RateLimited(GatewayError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
-
 
 class UpstreamRateLimited(RateLimited):
     retryable = True
@@ -98,8 +95,8 @@ class UpstreamError(GatewayError):
     code = "upstream_error"
     retryable = True
 
-    def __init__(self, provider: str, message: str) -> None:
-        super().__init__(f"{provider}: {message}")
+    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{provider}: {message}", retry_after=retry_after)
         self.provider = provider
 
 

@@ -74,7 +74,11 @@ async def raise_for_status(provider: str, model: str, resp: aiohttp.ClientRespon
     if status in (400, 413, 422):
         raise InvalidRequest(f"{provider}: {message}")
     if status in (502, 503):
-        raise ProviderUnavailable(provider, f"upstream answered {status}: {message}")
+        raise ProviderUnavailable(
+            provider,
+            f"upstream answered {status}: {message}",
+            retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+        )
     raise UpstreamError(provider, f"upstream answered {status}: {message}")
 
 

@@ -152,11 +152,12 @@ class Router:
         breaker = self.breakers[route.provider.name]
         for attempt in range(self._settings.retry_attempts):
             if not breaker.allow():
+                wait = breaker.retry_in()
                 errors.append(
                     ProviderUnavailable(
                         route.provider.name,
-                        f"circuit open after repeated failures, next probe in "
-                        f"{breaker.retry_in():.0f}s",
+                        f"circuit open after repeated failures, next probe in {wait:.0f}s",
+                        retry_after=wait,
                     )
                 )
                 return None

@@ -525,6 +525,7 @@ def test_circuit_breaker_opens_and_lets_a_probe_through(
     resp = post("openai/gpt-test")
     assert resp.status_code == 503
     assert "circuit open" in resp.json()["error"]["message"]
+    assert resp.headers["retry-after"] == "1"
     assert len(upstream.requests) == seen
     time.sleep(0.6)
     assert post("openai/gpt-test").status_code == 200
