@@ -21,7 +21,7 @@ from app.errors import (
     UpstreamError,
 )
 from app.providers.base import Chunk, Provider
-from app.providers.breaker import CircuitBreaker
+from app.providers.breaker import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Router:
         model_id = (model_id or "").strip() or self._settings.default_model
         if not model_id:
             for route in await self.models():
-                if self.breakers[route.provider.name].state != "open":
+                if self.breakers[route.provider.name].state is not BreakerState.OPEN:
                     return route
             raise ModelNotFound("no model was given and no provider has one available")
         prefix, sep, rest = model_id.partition("/")
