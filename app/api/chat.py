@@ -5,7 +5,11 @@ response handling would cost more than the rest of the gateway's own work per re
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -13,6 +17,7 @@ from app.api.responses import JSON
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.chat.service import ChatService
 from app.chat.sse import encode
+from app.chat.turn import Turn
 from app.providers.router import Needs
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -30,7 +35,27 @@ async def chat_completions(request: Request) -> Response:
     )
     if stream:
         return StreamingResponse(encode(turn), media_type="text/event-stream", headers=_SSE_HEADERS)
-    return JSON(await turn.collect())
+    return JSON(await _collect_unless_gone(request, turn))
+
+
+async def _collect_unless_gone(request: Request, turn: Turn) -> dict[str, Any]:
+    """The whole answer; a client that leaves first cancels it, and so the upstream request
+    (Starlette does this for streams, not for plain responses)."""
+    collect = asyncio.ensure_future(turn.collect())
+    gone = asyncio.ensure_future(_disconnected(request))
+    await asyncio.wait((collect, gone), return_when=asyncio.FIRST_COMPLETED)
+    if collect.done():
+        gone.cancel()
+        return collect.result()
+    collect.cancel()
+    with suppress(asyncio.CancelledError):
+        await collect
+    raise ClientDisconnect()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 routes = [

@@ -492,6 +492,17 @@ async def test_client_disconnect_cancels_the_upstream_request(
     assert upstream.stream_finished == 0
 
 
+async def test_client_leaving_a_non_stream_request_cancels_the_upstream_request(
+    gateway: str, upstream: OpenAIUpstreamState
+) -> None:
+    body = {"model": "openai/slow-stream", "messages": USER}
+    async with httpx.AsyncClient(timeout=0.5) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"{gateway}/v1/chat/completions", json=body)
+    assert await asyncio.to_thread(upstream.closed_early_event.wait, 5)
+    assert upstream.stream_finished == 0
+
+
 # --- fallback, retries, circuit breaker ---------------------------------------------------------
 
 
