@@ -43,6 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers, skipped = build_providers(settings, session)
         router = Router(providers, settings)
         await _log_providers(router, skipped)
+        _check_model_ids(settings, router)
+        if persona.instructions():
+            log.info("persona %r is applied to every turn", persona.name)
         if not settings.api_keys:
             log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         try:
@@ -76,6 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _check_model_ids(settings: Settings, router: Router) -> None:
+    """Warn about DEFAULT_MODEL and FALLBACK_MODELS ids that name a provider that is not active."""
+    known = {"ollama", "openai", "llamacpp", "local"}
+    for model_id in filter(None, [settings.default_model, *settings.fallback_models]):
+        prefix = model_id.partition("/")[0]
+        if prefix in known and prefix not in router.providers:
+            log.warning("%s names provider %s, which is not active", model_id, prefix)
 
 
 async def _log_providers(router: Router, skipped: dict[str, str]) -> None:

@@ -150,3 +150,20 @@ def test_the_port_flag_overrides_port(tmp_path: Path) -> None:
         assert url.endswith(f":{flag_port}")
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{env_port}/health/live", timeout=2)
+
+
+def test_model_ids_naming_an_inactive_provider_are_warned_about(tmp_path: Path) -> None:
+    port = free_port()
+    env = child_env(
+        PORT=str(port),
+        LLAMACPP_BASE_URL="http://127.0.0.1:9",
+        DEFAULT_MODEL="llamacpp/some-model",
+        FALLBACK_MODELS="openai/gpt-4o-mini,ollama/llama3.2:3b",
+    )
+    log = tmp_path / "gateway.log"
+    with serving(env, log, port):
+        text = log.read_text()
+        assert "openai/gpt-4o-mini names provider openai, which is not active" in text
+        assert "ollama/llama3.2:3b names provider ollama, which is not active" in text
+        assert "llamacpp/some-model names provider" not in text
+        assert "persona 'Gateway Assistant' is applied to every turn" in text
