@@ -26,7 +26,7 @@ class Settings(BaseSettings):
 
     default_model: str = ""
     fallback_models: CommaList = []
-    local_fallback: bool = True
+    local_fallback: bool = False
 
     request_timeout: float = Field(45.0, gt=0)
     total_timeout: float = Field(600.0, gt=0)

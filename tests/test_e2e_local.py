@@ -74,9 +74,9 @@ def test_client_tools_are_refused_by_the_local_model(local_gateway: str) -> None
     assert resp.json()["error"]["param"] == "tools"
 
 
-def test_local_model_is_the_last_fallback(make_gateway: MakeGateway) -> None:
+def test_local_model_is_the_last_fallback_when_asked(make_gateway: MakeGateway) -> None:
     pytest.importorskip("llama_cpp")
-    url = make_gateway(local_enabled=True, request_timeout=60)
+    url = make_gateway(local_enabled=True, local_fallback=True, request_timeout=60)
     resp = httpx.post(
         f"{url}/v1/chat/completions",
         json={"model": "openai/error-500", "messages": USER, "max_tokens": 4},
@@ -84,3 +84,16 @@ def test_local_model_is_the_last_fallback(make_gateway: MakeGateway) -> None:
     )
     assert resp.status_code == 200
     assert resp.json()["model"] == "local/gemma-3-270m"
+
+
+def test_without_local_fallback_an_upstream_failure_is_the_answer(
+    make_gateway: MakeGateway,
+) -> None:
+    pytest.importorskip("llama_cpp")
+    url = make_gateway(local_enabled=True)
+    resp = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "openai/error-500", "messages": USER, "max_tokens": 4},
+        timeout=60,
+    )
+    assert resp.status_code == 502
