@@ -6,7 +6,6 @@ response handling would cost more than the rest of the gateway's own work per re
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -20,6 +19,7 @@ from app.chat.sse import encode
 from app.chat.turn import Turn
 from app.providers.router import Needs
 
+_WATCH_AFTER = 1.0
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -40,22 +40,34 @@ async def chat_completions(request: Request) -> Response:
 
 async def _collect_unless_gone(request: Request, turn: Turn) -> dict[str, Any]:
     """The whole answer; a client that leaves first cancels it, and so the upstream request
-    (Starlette does this for streams, not for plain responses)."""
-    collect = asyncio.ensure_future(turn.collect())
-    gone = asyncio.ensure_future(_disconnected(request))
-    await asyncio.wait((collect, gone), return_when=asyncio.FIRST_COMPLETED)
-    if collect.done():
-        gone.cancel()
-        return collect.result()
-    collect.cancel()
-    with suppress(asyncio.CancelledError):
-        await collect
-    raise ClientDisconnect()
+    (Starlette does this for streams, not for plain responses). Only answers slower than
+    `_WATCH_AFTER` seconds pay for a watcher task."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Task[None] | None = None
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_cancel_when_gone(request, task))
+
+    timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch)
+    try:
+        return await turn.collect()
+    except asyncio.CancelledError:
+        if watcher is not None and watcher.done() and not watcher.cancelled():
+            task.uncancel()
+            raise ClientDisconnect() from None
+        raise
+    finally:
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
-async def _disconnected(request: Request) -> None:
+async def _cancel_when_gone(request: Request, task: asyncio.Task[Any]) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
 
 
 routes = [
