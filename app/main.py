@@ -17,6 +17,7 @@ from app import __version__
 from app.api import chat, embeddings, health, models
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
+from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.chat.service import ChatService
 from app.config import Settings, load_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
     install_error_handlers(app)
+    install_openapi(app)
     if settings.api_keys:
         app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)
     if settings.cors_origins:

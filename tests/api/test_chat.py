@@ -563,3 +563,13 @@ def test_request_id_is_echoed_or_generated_and_logged(
     assert any("error-500" in r.getMessage() for r in lines)
     generated = httpx.get(f"{gateway}/v1/models").headers["x-request-id"]
     assert len(generated) == 32
+
+
+def test_the_chat_route_is_in_the_openapi_schema(gateway: str) -> None:
+    schema = httpx.get(f"{gateway}/openapi.json").json()
+    operation = schema["paths"]["/v1/chat/completions"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert "messages" in request["required"]
+    assert "Message" in schema["components"]["schemas"]
+    assert "/v1/models" in schema["paths"]
