@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,8 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         providers, skipped = build_providers(settings, session)
         router = Router(providers, settings)
-        await _log_providers(router, skipped)
-        _check_model_ids(settings, router)
+        health = HealthChecker(router)
+        _log_providers(await health.report(), skipped)
+        _check_model_ids(settings, skipped)
         if persona.instructions():
             log.info("persona %r is applied to every turn", persona.name)
         if not settings.api_keys:
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield {
                 "chat": ChatService(router, persona, settings.total_timeout),
                 "router": router,
-                "health": HealthChecker(router),
+                "health": health,
             }
         finally:
             for provider in providers:
@@ -83,28 +83,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _check_model_ids(settings: Settings, router: Router) -> None:
-    """Warn about DEFAULT_MODEL and FALLBACK_MODELS ids that name a provider that is not active."""
-    known = {"ollama", "openai", "llamacpp", "local"}
+def _check_model_ids(settings: Settings, skipped: dict[str, str]) -> None:
+    """Warn about DEFAULT_MODEL and FALLBACK_MODELS ids that name a skipped provider."""
     for model_id in filter(None, [settings.default_model, *settings.fallback_models]):
         prefix = model_id.partition("/")[0]
-        if prefix in known and prefix not in router.providers:
+        if prefix in skipped:
             log.warning("%s names provider %s, which is not active", model_id, prefix)
 
 
-async def _log_providers(router: Router, skipped: dict[str, str]) -> None:
-    async def probe(name: str) -> str:
-        try:
-            async with asyncio.timeout(3):
-                return f"reachable ({await router.providers[name].health()})"
-        except Exception as exc:
-            return f"NOT reachable now ({exc or type(exc).__name__})"
-
-    names = list(router.providers)
-    states = await asyncio.gather(*(probe(name) for name in names))
-    for name, state in zip(names, states, strict=True):
-        log.info("provider %s: active, %s", name, state)
+def _log_providers(report: dict[str, Any], skipped: dict[str, str]) -> None:
+    for name, state in report["providers"].items():
+        reach = "reachable" if state["status"] == "up" else "NOT reachable now"
+        log.info("provider %s: active, %s (%s)", name, reach, state["detail"])
     for name, reason in skipped.items():
         log.info("provider %s: skipped, %s", name, reason)
-    if not names:
+    if not report["providers"]:
         log.error("no provider is active: every chat request will fail")
