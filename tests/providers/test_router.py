@@ -1,0 +1,137 @@
+"""The router's choices, with scripted providers standing in for upstreams (the HTTP paths are
+covered against real fake servers in tests/api)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from app.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamRateLimited,
+)
+from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.router import Needs, Router
+from tests.conftest import gateway_settings
+
+ANSWER: Chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
+
+
+class Scripted:
+    """Answers or fails as scripted, per model; records what it was asked."""
+
+    def __init__(
+        self, name: str, script: dict[str, list[GatewayError | None]], **caps: bool
+    ) -> None:
+        self.name = name
+        self.capabilities = Capabilities(**caps)
+        self.script = script
+        self.calls: list[str] = []
+
+    async def list_models(self) -> list[str]:
+        return list(self.script)
+
+    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        self.calls.append(model)
+        outcomes = self.script[model]
+        outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
+        if outcome is not None:
+            raise outcome
+        yield ANSWER
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None
+    ) -> Embeddings:
+        raise NotImplementedError
+
+    async def health(self) -> str:
+        return "scripted"
+
+    async def aclose(self) -> None:
+        return None
+
+
+def router(*providers: Scripted, **settings: Any) -> Router:
+    return Router(list(providers), gateway_settings(**settings))  # type: ignore[arg-type]
+
+
+async def test_retries_then_falls_back_in_order() -> None:
+    a = Scripted("a", {"m": [UpstreamError("a", "boom")]})
+    b = Scripted("b", {"m": [UpstreamError("b", "boom")], "n": [None]})
+    r = router(a, b, retry_attempts=2, fallback_models=["b/m", "b/n"])
+    opened = await r.open_stream("a/m", {}, Needs())
+    assert opened.route.id == "b/n"
+    assert a.calls == ["m", "m"]
+    assert b.calls == ["m", "m", "n"]
+
+
+async def test_a_client_error_on_the_requested_model_is_not_retried() -> None:
+    a = Scripted("a", {"m": [InvalidRequest("bad")]})
+    b = Scripted("b", {"n": [None]})
+    with pytest.raises(InvalidRequest):
+        await router(a, b, fallback_models=["b/n"]).open_stream("a/m", {}, Needs())
+    assert a.calls == ["m"]
+    assert b.calls == []
+
+
+async def test_fallbacks_that_cannot_serve_the_request_are_skipped() -> None:
+    a = Scripted("a", {"m": [UpstreamError("a", "down")]})
+    plain = Scripted("plain", {"p": [None]}, tools=False)
+    tooled = Scripted("tooled", {"t": [None]})
+    r = router(a, plain, tooled, retry_attempts=1, fallback_models=["plain/p", "tooled/t"])
+    opened = await r.open_stream("a/m", {}, Needs(tools=True))
+    assert opened.route.id == "tooled/t"
+    assert plain.calls == []
+    with pytest.raises(InvalidRequest) as info:
+        await r.open_stream("plain/p", {}, Needs(tools=True))
+    assert info.value.param == "tools"
+
+
+async def test_only_rate_limits_give_a_429_with_the_shortest_wait() -> None:
+    a = Scripted("a", {"m": [UpstreamRateLimited("a", "slow down", retry_after=30)]})
+    b = Scripted("b", {"n": [UpstreamRateLimited("b", "slow down", retry_after=12)]})
+    r = router(a, b, retry_attempts=1, fallback_models=["b/n"])
+    with pytest.raises(RateLimited) as info:
+        await r.open_stream("a/m", {}, Needs())
+    assert info.value.retry_after == 12
+    assert info.value.headers() == {"Retry-After": "12"}
+
+
+async def test_the_first_failure_is_reported_with_what_the_fallbacks_said() -> None:
+    a = Scripted("a", {"m": [UpstreamError("a", "exploded")]})
+    b = Scripted("b", {"n": [ModelNotFound("b: no such model")]})
+    r = router(a, b, retry_attempts=1, fallback_models=["b/n"])
+    with pytest.raises(UpstreamError) as info:
+        await r.open_stream("a/m", {}, Needs())
+    assert info.value.status == 502
+    assert info.value.message == "a: exploded; then b: no such model"
+
+
+def test_backoff_doubles_within_its_bounds_with_jitter() -> None:
+    r = router(retry_backoff=0.2, retry_backoff_max=1.0)
+    error = UpstreamError("a", "boom")
+    for attempt, base in ((0, 0.2), (1, 0.4), (2, 0.8), (5, 1.0)):
+        delays = {r._backoff(attempt, error) for _ in range(50)}
+        assert all(d is not None and base / 2 <= d <= base for d in delays)
+        assert len(delays) > 1
+    assert r._backoff(0, UpstreamRateLimited("a", "x", retry_after=0.5)) == 0.5
+    assert r._backoff(0, UpstreamRateLimited("a", "x", retry_after=30)) is None
+
+
+async def test_resolution_of_bare_prefixed_and_empty_ids() -> None:
+    a = Scripted("a", {"llama3.2:latest": [None], "org/model": [None]})
+    b = Scripted("b", {"x": [None]})
+    r = router(a, b)
+    assert (await r.resolve("llama3.2")).id == "a/llama3.2:latest"
+    assert (await r.resolve("org/model")).id == "a/org/model"
+    assert (await r.resolve("b/anything")).id == "b/anything"
+    assert (await r.resolve("")).id == "a/llama3.2:latest"
+    assert (await router(a, b, default_model="b/x").resolve(None)).id == "b/x"
+    with pytest.raises(ModelNotFound):
+        await r.resolve("missing")
