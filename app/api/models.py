@@ -29,9 +29,7 @@ async def list_models(models: RouterDep) -> Response:
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, models: RouterDep) -> Response:
-    routes = await models.models()
-    for wanted in (model_id, f"{model_id}:latest"):
-        for route in routes:
-            if wanted in (route.id, route.model):
-                return JSON(_entry(route))
+    route = await models.lookup(model_id)
+    if route is not None:
+        return JSON(_entry(route))
     raise ModelNotFound(f"the model '{model_id}' does not exist")

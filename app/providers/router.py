@@ -96,14 +96,23 @@ class Router:
         prefix, sep, rest = model_id.partition("/")
         if sep and rest and prefix in self.providers:
             return Route(self.providers[prefix], rest)
-        tagged = f"{model_id}:latest"
-        for route in await self.models():
-            if route.model in (model_id, tagged):
-                return route
+        found = await self.lookup(model_id)
+        if found is not None:
+            return found
         raise ModelNotFound(
             f"the model '{model_id}' does not exist on any active provider; "
             "GET /v1/models lists the available ones"
         )
+
+    async def lookup(self, model_id: str) -> Route | None:
+        """The listed model whose `provider/model` id or bare name is `model_id`; an untagged
+        name also matches Ollama's `name:latest`."""
+        routes = await self.models()
+        for wanted in (model_id, f"{model_id}:latest"):
+            for route in routes:
+                if wanted in (route.id, route.model):
+                    return route
+        return None
 
     async def _fallbacks(self, primary: Route, needs: Needs) -> list[Route]:
         model_ids = list(self._settings.fallback_models)
