@@ -42,8 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         providers, skipped = build_providers(settings, session)
         router = Router(providers, settings)
-        health = HealthChecker(router)
-        _log_providers(await health.report(), skipped)
+        checker = HealthChecker(router)
+        _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
         if persona.instructions():
             log.info("persona %r is applied to every turn", persona.name)
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield {
                 "chat": ChatService(router, persona, settings.total_timeout),
                 "router": router,
-                "health": health,
+                "health": checker,
             }
         finally:
             for provider in providers:

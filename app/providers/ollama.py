@@ -19,9 +19,6 @@ from app.providers.http import error_message, iter_lines, raise_for_status, tran
 
 log = logging.getLogger(__name__)
 
-# Lines up to twice this size (a tool call with large arguments arrives as one line).
-_READ_BUFSIZE = 4 * 2**20
-
 
 class OllamaProvider:
     name = "ollama"
@@ -152,7 +149,6 @@ class OllamaProvider:
             data=orjson.dumps(payload),
             headers={"Content-Type": "application/json"},
             timeout=self._timeout,
-            read_bufsize=_READ_BUFSIZE,
         )
 
     async def _pull_once(self, model: str) -> None:
@@ -198,7 +194,7 @@ class OllamaProvider:
             timeout=timeout,
         ) as resp:
             await raise_for_status(self.name, model, resp)
-            async for raw in resp.content:
+            async for raw in iter_lines(resp.content):
                 line = self._parse_line(raw)
                 if line is None:
                     continue
