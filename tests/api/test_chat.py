@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.sse import sse_events
 from tests.conftest import MakeGateway
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 
@@ -39,17 +40,6 @@ TIME_TOOL = {
 
 def client(url: str, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, **kwargs)
-
-
-def sse_events(url: str, body: dict[str, Any]) -> tuple[httpx.Response, list[Any]]:
-    """The raw `data:` payloads of a streamed answer (JSON-decoded, `[DONE]` kept as text)."""
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as resp:
-        events = [
-            line[6:] if line == "data: [DONE]" else json.loads(line[6:])
-            for line in resp.iter_lines()
-            if line.startswith("data: ")
-        ]
-    return resp, events
 
 
 # --- the happy path ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.sse import sse_events
 from tests.conftest import MakeGateway
 from tests.fakes.ollama_upstream import ERROR_MESSAGE, FakeOllama
 
@@ -52,15 +53,10 @@ async def async_sdk(url: str) -> AsyncIterator[openai.AsyncOpenAI]:
         yield client
 
 
-def sse_events(url: str, body: dict[str, Any]) -> list[Any]:
-    """The raw `data:` payloads of a streamed answer (JSON-decoded, `[DONE]` kept as text)."""
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as resp:
-        assert resp.status_code == 200
-        return [
-            line[6:] if line == "data: [DONE]" else json.loads(line[6:])
-            for line in resp.iter_lines()
-            if line.startswith("data: ")
-        ]
+def ok_events(url: str, body: dict[str, Any]) -> list[Any]:
+    resp, events = sse_events(url, body)
+    assert resp.status_code == 200
+    return events
 
 
 def test_non_stream(sdk: openai.OpenAI, fake: FakeOllama) -> None:
@@ -121,7 +117,7 @@ async def test_stream(async_sdk: openai.AsyncOpenAI) -> None:
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(url: str) -> None:
-    events = sse_events(url, {"model": "ollama/llama3.2", "messages": USER, "stream": True})
+    events = ok_events(url, {"model": "ollama/llama3.2", "messages": USER, "stream": True})
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert all(chunk["choices"] for chunk in chunks)
@@ -131,7 +127,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(url: str) -> None:
 
 def test_stream_tool_call_is_converted(url: str) -> None:
     body = {"model": "ollama/tool-model", "messages": USER, "tools": [WEATHER_TOOL], "stream": True}
-    events = sse_events(url, body)
+    events = ok_events(url, body)
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     deltas = [chunk["choices"][0]["delta"] for chunk in chunks if chunk["choices"]]
@@ -226,7 +222,7 @@ def test_without_auto_pull_a_missing_model_is_404(
 
 
 def test_an_error_line_mid_stream_becomes_an_in_band_error(url: str) -> None:
-    events = sse_events(url, {"model": "ollama/error-line", "messages": USER, "stream": True})
+    events = ok_events(url, {"model": "ollama/error-line", "messages": USER, "stream": True})
     assert events[-1] == "[DONE]"
     error = events[-2]["error"]
     assert error["code"] == "upstream_error"
