@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,11 +58,59 @@ class Settings(BaseSettings):
     local_threads: int = Field(0, ge=0)
     local_max_tokens: int = Field(512, ge=1)
 
-    @field_validator("api_keys", "fallback_models", "cors_origins", mode="before")
+    enabled_tools: CommaList | None = None
+    tool_timeout: float = Field(20.0, gt=0)
+    max_tool_steps: int = Field(5, ge=1, le=50)
+    tool_activity_in_content: bool = True
+    tool_keepalive: float = Field(5.0, gt=0)
+    tool_detection: Literal["off", "patterns", "model"] = "patterns"
+    tool_result_max_chars: int = Field(8000, ge=200)
+
+    python_timeout: float = Field(10.0, gt=0)
+    python_memory_mb: int = Field(256, ge=32)
+    python_max_processes: int = Field(16, ge=1)
+    python_output_limit: int = Field(10000, ge=100)
+
+    search_backend: str = "auto"
+    search_max_results: int = Field(5, ge=1, le=50)
+    wikipedia_api_url: str = "https://{language}.wikipedia.org/w/api.php"
+    wikipedia_language: str = "en"
+    fetch_timeout: float = Field(10.0, gt=0)
+    fetch_max_bytes: int = Field(2_000_000, ge=1000)
+    fetch_max_chars: int = Field(8000, ge=200)
+    fetch_max_redirects: int = Field(5, ge=0, le=20)
+    fetch_allowed_networks: CommaList = []
+    weather_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
+    weather_forecast_url: str = "https://api.open-meteo.com/v1/forecast"
+
+    @field_validator(
+        "api_keys", "fallback_models", "cors_origins", "fetch_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("enabled_tools", mode="before")
+    @classmethod
+    def _tool_names(cls, value: object) -> object:
+        """Unset or empty: the default set; `none`: no tools; else the names given."""
+        if isinstance(value, str):
+            names = [item.strip() for item in value.split(",") if item.strip()]
+            if not names:
+                return None
+            return [] if [n.lower() for n in names] == ["none"] else names
+        return value
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network such as 10.0.0.0/8") from None
         return value
 
     @field_validator("ollama_num_ctx", "ollama_keep_alive", mode="before")
@@ -69,7 +118,14 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("ollama_base_url", "openai_base_url", "llamacpp_base_url")
+    @field_validator(
+        "ollama_base_url",
+        "openai_base_url",
+        "llamacpp_base_url",
+        "wikipedia_api_url",
+        "weather_geocoding_url",
+        "weather_forecast_url",
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")

@@ -7,9 +7,13 @@
     │   └── ModelNotFound           404 model_not_found
     ├── RateLimited                 429 rate_limit_exceeded
     │   └── UpstreamRateLimited     429, raised by a provider; retryable
-    └── UpstreamError               502 upstream_error, a provider failed; retryable
-        ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
-        └── UpstreamTimeout         504 upstream_timeout
+    ├── UpstreamError               502 upstream_error, a provider failed; retryable
+    │   ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
+    │   └── UpstreamTimeout         504 upstream_timeout
+    └── ToolError                   502 tool_error, a tool's own service failed or is unreachable
+        └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
+
+A tool refuses bad input with `InvalidRequest` (naming the argument in `param`).
 
 Any of them may carry `retry_after` seconds, sent as a `Retry-After` header. `retryable` tells
 the router whether a fallback may help. Errors raised after the first streamed byte are sent
@@ -108,3 +112,13 @@ class ProviderUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class ToolError(GatewayError):
+    status = 502
+    code = "tool_error"
+
+
+class ToolTimeout(ToolError):
+    status = 504
+    code = "tool_timeout"
