@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.ops.health import HealthChecker
 from app.providers.router import Router
+from app.tools.registry import ToolRegistry
 
 
 async def _router(request: Request) -> Router:
@@ -21,5 +22,11 @@ async def _health(request: Request) -> HealthChecker:
     return health
 
 
+async def _tools(request: Request) -> ToolRegistry:
+    tools: ToolRegistry = request.state.tools
+    return tools
+
+
 RouterDep = Annotated[Router, Depends(_router)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]
+ToolsDep = Annotated[ToolRegistry, Depends(_tools)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ import aiohttp
 import anyio.to_thread
 import trafilatura
 from aiohttp.abc import AbstractResolver
+from ddgs import DDGS
 from pydantic import Field
 from trafilatura.settings import Document
 from yarl import URL
@@ -26,7 +28,7 @@ from app.config import Settings
 from app.errors import GatewayError, InvalidRequest, ToolError
 from app.security.ssrf import AddressPolicy, GuardedClient
 from app.tools.context import USER_AGENT, Register, ToolContext
-from app.tools.web_search import WebSearch
+from app.tools.web_search import SearchClient, WebSearch
 
 MAX_PAGES = 5
 _HTML = frozenset({"text/html", "application/xhtml+xml"})
@@ -197,9 +199,11 @@ async def _read_result(fetcher: Fetcher, result: dict[str, str], max_chars: int)
     return read
 
 
-def register_tools(register: Register, context: ToolContext) -> None:
+def register_tools(
+    register: Register, context: ToolContext, client_factory: Callable[[], SearchClient] = DDGS
+) -> None:
     fetcher = Fetcher(context.settings)
-    searcher = WebSearch(context.settings.search_backend)
+    searcher = WebSearch(context.settings.search_backend, client_factory)
     context.closers.append(fetcher.aclose)
 
     async def fetch_url(url: str) -> dict[str, Any]:

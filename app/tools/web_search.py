@@ -64,8 +64,10 @@ class WebSearch:
         return client.text(query, max_results=max_results, backend=self._backend)
 
 
-def register_tools(register: Register, context: ToolContext) -> None:
-    searcher = WebSearch(context.settings.search_backend)
+def register_tools(
+    register: Register, context: ToolContext, client_factory: Callable[[], SearchClient] = DDGS
+) -> None:
+    searcher = WebSearch(context.settings.search_backend, client_factory)
     default_results = min(context.settings.search_max_results, MAX_RESULTS)
 
     async def web_search(
