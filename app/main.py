@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import chat, embeddings, health, models
+from app.api import chat, embeddings, health, models, tools
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import install_openapi
@@ -25,11 +25,16 @@ from app.ops.logging import install_log_context
 from app.providers.factory import build_providers
 from app.providers.router import Router
 from app.security.auth import BearerAuthMiddleware
+from app.tools.context import Plugin, ToolContext
+from app.tools.registry import load_registry
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tool_plugins: Iterable[Plugin] | None = None
+) -> FastAPI:
+    """The gateway; `tool_plugins` replaces the built-in and installed tool plugins."""
     settings = settings or load_settings()
     install_log_context()
     persona = load_persona(settings.persona_path)
@@ -45,17 +50,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checker = HealthChecker(router)
         _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
+        tool_context = ToolContext.open(settings)
+        registry = load_registry(tool_context, tool_plugins)
+        log.info("tools enabled: %s", ", ".join(registry.enabled) or "none")
         if persona.instructions():
             log.info("persona %r is applied to every turn", persona.name)
         if not settings.api_keys:
             log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         try:
             yield {
-                "chat": ChatService(router, persona, settings.total_timeout),
+                "chat": ChatService(router, persona, registry, settings),
                 "router": router,
                 "health": checker,
+                "tools": registry,
             }
         finally:
+            await tool_context.aclose()
             for provider in providers:
                 await provider.aclose()
             await session.close()
@@ -64,9 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan, telemetry=telemetry)
     app.router.routes.extend(chat.routes)
-    for module in (models, embeddings, health):
+    for module in (models, embeddings, health, tools):
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
+    app.include_router(tools.seed_router)
     install_error_handlers(app)
     install_openapi(app)
     if settings.api_keys:

@@ -47,6 +47,7 @@ def upstream(openai_server: tuple[str, OpenAIUpstreamState]) -> OpenAIUpstreamSt
 
 
 def gateway_settings(**overrides: Any) -> Settings:
+    """Settings for a gateway under test; the server-side tools are off unless asked for."""
     values: dict[str, Any] = {
         "ollama_base_url": "",
         "local_enabled": False,
@@ -55,6 +56,7 @@ def gateway_settings(**overrides: Any) -> Settings:
         "retry_backoff": 0.01,
         "retry_backoff_max": 0.05,
         "persona_path": PERSONA,
+        "enabled_tools": [],
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -71,7 +73,9 @@ def make_gateway(
         def make(**overrides: Any) -> str:
             overrides.setdefault("openai_base_url", f"{url}/v1")
             overrides.setdefault("openai_api_key", "upstream-key")
-            return stack.enter_context(serve(create_app(gateway_settings(**overrides))))
+            plugins = overrides.pop("tool_plugins", None)
+            app = create_app(gateway_settings(**overrides), plugins)
+            return stack.enter_context(serve(app))
 
         yield make
 

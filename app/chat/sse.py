@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from app.chat.turn import Turn
+from app.chat.turn import Answer
 from app.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -15,12 +15,16 @@ log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 
 
-async def encode(turn: Turn) -> AsyncIterator[bytes]:
+async def encode(turn: Answer) -> AsyncIterator[bytes]:
     """`data: <chunk>` events, then `data: [DONE]`. An error mid-stream becomes an
-    `{"error": {...}}` event before `[DONE]`, never a silently truncated answer."""
+    `{"error": {...}}` event before `[DONE]`, never a silently truncated answer; a string from
+    the answer becomes a `: comment` line, which clients ignore and proxies see as traffic."""
     try:
         async for chunk in turn.chunks():
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            if isinstance(chunk, str):
+                yield b": " + chunk.encode() + b"\n\n"
+            else:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     except GatewayError as exc:
         log.warning("stream from %s failed mid-answer: %s", turn.model, exc.message)
         yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"

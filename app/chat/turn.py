@@ -5,20 +5,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import UpstreamError, UpstreamTimeout
 from app.ids import new_id
 from app.providers.base import Chunk
 from app.providers.router import OpenStream
 
-_ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+class Answer(Protocol):
+    """What the HTTP layer streams or collects: a plain `Turn` or a `ToolTurn`."""
+
+    id: str
+    created: int
+    model: str
+    usage: dict[str, Any] | None
+
+    def chunks(self) -> AsyncIterator[Chunk | str]:
+        """OpenAI chunks; a `str` is an SSE comment (a keep-alive), not part of the answer."""
+        ...
+
+    async def collect(self) -> dict[str, Any]: ...
 
 
 class Turn:
-    def __init__(self, opened: OpenStream, *, include_usage: bool, total_timeout: float) -> None:
-        self.id = new_id("chatcmpl-")
-        self.created = int(time.time())
+    def __init__(
+        self,
+        opened: OpenStream,
+        *,
+        include_usage: bool,
+        total_timeout: float,
+        id: str | None = None,
+        created: int | None = None,
+    ) -> None:
+        self.id = id or new_id("chatcmpl-")
+        self.created = created or int(time.time())
         self.model = opened.route.id
         self.provider = opened.route.provider.name
         self.usage: dict[str, Any] | None = None
@@ -58,7 +79,7 @@ class Turn:
                 "created": self.created,
                 "model": self.model,
                 "choices": [],
-                "usage": self.usage or dict(_ZERO_USAGE),
+                "usage": self.usage or zero_usage(),
             }
 
     def _stamp(self, chunk: Chunk, first: bool) -> bool:
@@ -90,19 +111,28 @@ class Turn:
         return True
 
     async def collect(self) -> dict[str, Any]:
-        """The whole answer as one `chat.completion`."""
-        choices: dict[int, dict[str, Any]] = {}
-        async for chunk in self.chunks():
+        return await collect(self)
+
+
+async def collect(answer: Answer) -> dict[str, Any]:
+    """The whole answer as one `chat.completion`."""
+    choices: dict[int, dict[str, Any]] = {}
+    async for chunk in answer.chunks():
+        if not isinstance(chunk, str):
             for choice in chunk["choices"]:
                 _merge(choices, choice)
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [_finish(choices[i]) for i in sorted(choices)],
-            "usage": self.usage or dict(_ZERO_USAGE),
-        }
+    return {
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [_finish(choices[i]) for i in sorted(choices)],
+        "usage": answer.usage or zero_usage(),
+    }
+
+
+def zero_usage() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 def _has_finish(chunk: Chunk) -> bool:

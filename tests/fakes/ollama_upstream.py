@@ -4,6 +4,8 @@ Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen 
 
     tool-model    a tool call (arguments as an object, no id) when tools are offered and the
                   last message is not a tool result, else "Tool said: <result>"
+    no-tools      400 "... does not support tools" when tools are offered, as Ollama answers
+                  for models without function calling; else "You said: <last message>"
     think-model   two `thinking` lines, then the answer
     error-line    status 200, one content line, then an `{"error": ...}` line
     error-first   status 200, an `{"error": ...}` line first
@@ -56,6 +58,7 @@ class FakeOllama:
         installed: tuple[str, ...] = (
             "llama3.2",
             "tool-model",
+            "no-tools",
             "think-model",
             "error-line",
             "error-first",
@@ -116,6 +119,9 @@ class FakeOllama:
             return JSONResponse({"error": "too many requests"}, 429, {"Retry-After": "7"})
         if full_name(model) not in self.installed:
             return _not_found(model)
+        if base_name(model) == "no-tools" and body.get("tools"):
+            error = f"registry.ollama.ai/library/{full_name(model)} does not support tools"
+            return JSONResponse({"error": error}, 400)
         lines = self._script(base_name(model), body)
         if body.get("stream", True) is False:
             return _single(lines)
@@ -189,6 +195,8 @@ class FakeOllama:
                 }
                 return [_message("", tool_calls=[call]), done | {"eval_count": 9}]
             pieces = ["Tool said: ", str(last.get("content", ""))]
+        elif scenario == "no-tools":
+            pieces = ["You said: ", str(messages[-1].get("content", ""))]
         elif scenario == "think-model":
             thinking = [_message("", thinking="Let me think."), _message("", thinking=" Done.")]
             return [*thinking, _message("42"), done | {"eval_count": 3}]

@@ -14,6 +14,11 @@ the scenario:
     stall         stream: role chunk + two content chunks, then silence for 60 s
     slow-stream   stream: 50 content chunks, 0.1 s apart
     embed-test    like gpt-test; any known model also embeds
+    scripted      plays `state.script`: step k (k = tool-call rounds since the last user message)
+                  calls the tools listed in `script[k]` as (name, arguments JSON) pairs; past the
+                  script's end answers "Final: " + the tool results since the last user message
+    no-tools      400 as llama.cpp server without --jinja when the body has `tools`; otherwise
+                  answers "You said: " + the whole last user message
     anything else 404 model_not_found
 
 A stream counts in `stream_finished` once its last chunk is sent (before `[DONE]`), or in
@@ -56,6 +61,8 @@ MODELS = (
     "slow-stream",
     "flaky",
     "embed-test",
+    "scripted",
+    "no-tools",
 )
 GREETING = "Hello from the fake upstream."
 _SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
@@ -71,6 +78,7 @@ class OpenAIUpstreamState:
     stream_closed_early: int = 0
     stream_finished: int = 0
     closed_early_event: threading.Event = field(default_factory=threading.Event)
+    script: list[list[tuple[str, str]]] = field(default_factory=list)
 
 
 class UpstreamCut(Exception):
@@ -98,7 +106,9 @@ def _unauthorized(request: Request, state: OpenAIUpstreamState) -> Response | No
     )
 
 
-def _refusal(request: Request, state: OpenAIUpstreamState, model: str) -> Response | None:
+def _refusal(
+    request: Request, state: OpenAIUpstreamState, model: str, body: Json
+) -> Response | None:
     """The error response this request gets instead of an answer, if any."""
     if (denied := _unauthorized(request, state)) is not None:
         return denied
@@ -123,6 +133,8 @@ def _refusal(request: Request, state: OpenAIUpstreamState, model: str) -> Respon
             code="rate_limit_exceeded",
             headers={"Retry-After": "1"},
         )
+    if model == "no-tools" and body.get("tools"):
+        return _error(400, "tools param requires --jinja flag", "invalid_request_error")
     if model == "bad-request":
         return _error(
             400, "fake upstream rejects this request", "invalid_request_error", param="messages"
@@ -158,11 +170,38 @@ def _tool_calls(body: Json, last_user: str) -> list[Json]:
     return calls
 
 
-def _answer(model: str, body: Json) -> tuple[list[str], list[Json], str]:
+def _scripted(state: OpenAIUpstreamState, messages: list[Json]) -> tuple[list[Json], str]:
+    """The scripted step's tool calls, or (none and) the final text."""
+    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+    since = messages[last_user + 1 :]
+    step = sum(1 for m in since if m.get("role") == "assistant" and m.get("tool_calls"))
+    if step < len(state.script):
+        calls = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            for name, arguments in state.script[step]
+        ]
+        return calls, ""
+    results = [_text(m) for m in since if m.get("role") == "tool"]
+    return [], "Final: " + " | ".join(results)
+
+
+def _answer(
+    state: OpenAIUpstreamState, model: str, body: Json
+) -> tuple[list[str], list[Json], str]:
     """The content chunks, tool calls and finish reason of one choice."""
     messages: list[Json] = body.get("messages") or []
     last_user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    if model == "tool-model" and messages and messages[-1].get("role") == "tool":
+    if model == "scripted":
+        calls, text = _scripted(state, messages)
+        if calls:
+            return [], calls, "tool_calls"
+    elif model == "no-tools":
+        text = f"You said: {last_user}"
+    elif model == "tool-model" and messages and messages[-1].get("role") == "tool":
         text = f"Tool said: {_text(messages[-1])}"
     elif model == "tool-model" and body.get("tools"):
         return [], _tool_calls(body, last_user), "tool_calls"
@@ -262,9 +301,9 @@ def create_openai_upstream(
     async def chat(request: Request) -> Response:
         body = await _record(request, state)
         model = str(body.get("model"))
-        if (refused := _refusal(request, state, model)) is not None:
+        if (refused := _refusal(request, state, model, body)) is not None:
             return refused
-        pieces, calls, finish = _answer(model, body)
+        pieces, calls, finish = _answer(state, model, body)
         deltas = _deltas(pieces, calls)
         n = int(body.get("n") or 1)
         prompt = sum(len(_text(m).split()) for m in body.get("messages") or [])
@@ -294,7 +333,7 @@ def create_openai_upstream(
     async def embeddings(request: Request) -> Response:
         body = await _record(request, state)
         model = str(body.get("model"))
-        if (refused := _refusal(request, state, model)) is not None:
+        if (refused := _refusal(request, state, model, body)) is not None:
             return refused
         inputs = body.get("input")
         if isinstance(inputs, str) or (isinstance(inputs, list) and isinstance(inputs[0], int)):
