@@ -16,7 +16,7 @@ from app.api.responses import JSON
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.chat.service import ChatService
 from app.chat.sse import encode
-from app.chat.turn import Turn
+from app.chat.turn import Answer
 from app.providers.router import Needs
 
 _WATCH_AFTER = 1.0
@@ -30,6 +30,7 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(req.stream)
     turn = await chat.start(
         body,
+        stream=stream,
         include_usage=bool(stream and req.stream_options and req.stream_options.include_usage),
         needs=Needs(tools=bool(req.tools), choices=req.n or 1),
     )
@@ -38,7 +39,7 @@ async def chat_completions(request: Request) -> Response:
     return JSON(await _collect_unless_gone(request, turn))
 
 
-async def _collect_unless_gone(request: Request, turn: Turn) -> dict[str, Any]:
+async def _collect_unless_gone(request: Request, turn: Answer) -> dict[str, Any]:
     """The whole answer; a client that leaves first cancels it, and so the upstream request
     (Starlette does this for streams, not for plain responses). Only answers slower than
     `_WATCH_AFTER` seconds pay for a watcher task."""
