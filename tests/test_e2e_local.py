@@ -97,3 +97,54 @@ def test_without_local_fallback_an_upstream_failure_is_the_answer(
         timeout=60,
     )
     assert resp.status_code == 502
+
+
+@pytest.fixture(scope="module")
+def local_tools_gateway() -> str:
+    pytest.importorskip("llama_cpp")
+    from app.main import create_app
+    from tests.conftest import gateway_settings
+    from tests.fakes.serve import serve
+
+    settings = gateway_settings(
+        local_enabled=True, request_timeout=60, enabled_tools=["calculator", "time"]
+    )
+    with serve(create_app(settings)) as url:
+        yield url  # type: ignore[misc]
+
+
+def test_the_local_model_gets_detected_tools_while_streaming(local_tools_gateway: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{local_tools_gateway}/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        sdk.chat.completions.create(
+            model="local/gemma-3-270m",
+            messages=[{"role": "user", "content": "What is 17% of 2400?"}],
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("> Running tool: calculator\n\n")
+    assert len(text) > len("> Running tool: calculator\n\n")
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens > 60  # the tool's result went into the prompt
+
+
+def test_the_local_model_reports_the_tools_it_was_given(local_tools_gateway: str) -> None:
+    resp = httpx.post(
+        f"{local_tools_gateway}/v1/chat/completions",
+        json={
+            "model": "local/gemma-3-270m",
+            "messages": [{"role": "user", "content": "What time is it in Tokyo?"}],
+            "max_tokens": 4,
+        },
+        timeout=60,
+    )
+    assert resp.status_code == 200
+    (used,) = resp.json()["tools_used"]
+    assert used["name"] == "time"
+    assert used["arguments"] == {"zone": "Tokyo"}
+    assert used["ok"] is True

@@ -79,7 +79,7 @@ class ToolTurn:
     async def open(self) -> None:
         """Ask the model with the gateway's tools offered and wait for its first chunk, so that
         a failure before it is still an HTTP status."""
-        self._opened = await self._open(self._body["messages"], server_tools=True)
+        self._opened = await self._open(self._body["messages"], server_tools=True, first=True)
         self.model = self._opened.route.id
 
     async def chunks(self) -> AsyncIterator[Chunk | str]:
@@ -207,9 +207,12 @@ class ToolTurn:
                 task.cancel()
         self.tools_used += [task.result() for task in tasks]
 
-    async def _open(self, messages: list[dict[str, Any]], *, server_tools: bool) -> OpenStream:
+    async def _open(
+        self, messages: list[dict[str, Any]], *, server_tools: bool, first: bool = False
+    ) -> OpenStream:
         body = {**self._body, "messages": messages}
-        body.pop("tool_choice", None)
+        if not first:  # a "required" or named choice was the first step's; it would loop
+            body.pop("tool_choice", None)
         tools = [t for t in body.get("tools") or [] if _name(t) in self._client_tools]
         if server_tools:
             tools += self._registry.schemas(exclude=self._client_tools)

@@ -45,7 +45,7 @@ class ToolOutcome:
             "name": self.name,
             "arguments": self.arguments,
             "ok": self.ok,
-            "duration_ms": round(self.seconds * 1000, 1),
+            "duration_ms": round(self.seconds * 1000, 2),
         }
         if not self.ok:
             entry["error"] = self.content

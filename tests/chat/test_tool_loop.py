@@ -17,7 +17,9 @@ from app.tools import builtin
 from app.tools.context import Register, ToolContext
 from tests.conftest import MakeGateway
 from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_upstream import OpenAIUpstreamState
+from tests.fakes.serve import serve
 
 RUNS: list[tuple[float, float]] = []
 
@@ -395,3 +397,49 @@ def test_openwebui_background_tasks_get_no_tools(
     ask(tool_gateway, task, model="openai/no-tools")
     assert len(upstream.requests) == 1
     assert "tools" not in upstream.requests[0]
+
+
+def test_the_clients_tool_choice_holds_for_the_first_step_only(
+    tool_gateway: str, upstream: OpenAIUpstreamState
+) -> None:
+    upstream.script = [[("calculator", '{"expression": "1+1"}')]]
+    ask(tool_gateway, tools=[CLIENT_TOOL], tool_choice="required")
+    first, second = upstream.requests
+    assert first["tool_choice"] == "required"
+    assert "tool_choice" not in second
+
+
+def test_weather_in_paris_is_detected_and_fetched(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    meteo = FakeOpenMeteo()
+    with serve(meteo.app) as meteo_url:
+        url = make_gateway(
+            enabled_tools=["weather", "calculator"],
+            weather_geocoding_url=f"{meteo_url}/v1/search",
+            weather_forecast_url=f"{meteo_url}/v1/forecast",
+        )
+        completion = ask(url, "What's the weather in Paris?", model="openai/no-tools")
+    content = completion.choices[0].message.content
+    assert "[The gateway ran the weather tool" in content
+    assert "Open-Meteo" in content
+    assert "France" in content
+    assert meteo.geocoding_requests[0]["name"] == "Paris"
+    (used,) = completion.model_extra["tools_used"]
+    assert (used["name"], used["arguments"], used["ok"]) == ("weather", {"location": "Paris"}, True)
+
+
+def test_the_model_classifies_when_no_pattern_matches(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(enabled_tools=["calculator"], tool_detection="model")
+    upstream.classification = '{"tool": "calculator", "arguments": {"expression": "90*2"}}'
+    completion = ask(url, "double ninety for me", model="openai/no-tools")
+    assert "180" in completion.choices[0].message.content
+    question = upstream.requests[1]
+    assert question["temperature"] == 0
+    assert "calculator:" in question["messages"][0]["content"]
+    assert question["messages"][1]["content"] == "double ninety for me"
+    upstream.classification = "I would not use a tool."
+    completion = ask(url, "tell me a joke", model="openai/no-tools")
+    assert completion.choices[0].message.content == "You said: tell me a joke"

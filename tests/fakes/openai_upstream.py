@@ -17,8 +17,9 @@ the scenario:
     scripted      plays `state.script`: step k (k = tool-call rounds since the last user message)
                   calls the tools listed in `script[k]` as (name, arguments JSON) pairs; past the
                   script's end answers "Final: " + the tool results since the last user message
-    no-tools      400 as llama.cpp server without --jinja when the body has `tools`; otherwise
-                  answers "You said: " + the whole last user message
+    no-tools      400 as llama.cpp server without --jinja when the body has `tools`; answers
+                  the gateway's tool classification prompt with `state.classification`;
+                  otherwise "You said: " + the whole last user message
     anything else 404 model_not_found
 
 A stream counts in `stream_finished` once its last chunk is sent (before `[DONE]`), or in
@@ -79,6 +80,7 @@ class OpenAIUpstreamState:
     stream_finished: int = 0
     closed_early_event: threading.Event = field(default_factory=threading.Event)
     script: list[list[tuple[str, str]]] = field(default_factory=list)
+    classification: str = '{"tool": null}'
 
 
 class UpstreamCut(Exception):
@@ -199,6 +201,8 @@ def _answer(
         calls, text = _scripted(state, messages)
         if calls:
             return [], calls, "tool_calls"
+    elif model == "no-tools" and "Reply with JSON only" in _text(messages[0]):
+        text = state.classification
     elif model == "no-tools":
         text = f"You said: {last_user}"
     elif model == "tool-model" and messages and messages[-1].get("role") == "tool":
