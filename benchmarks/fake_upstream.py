@@ -6,6 +6,9 @@ pre-serialised, so it costs a few microseconds per request and is never the bott
     POST /v1/chat/completions   a fixed chat.completion, or with "stream": true a handful of SSE
                                 chunks (role, 3 contents, finish, usage if
                                 stream_options.include_usage) then `data: [DONE]`
+                                When the request offers tools and its first user message says
+                                `steps=N`, the stream is a `calculator` tool call until N tool
+                                results are in the messages (for benchmarks/tool_steps.py)
     GET  /v1/models             one model, "bench-model"
 
 Run: python benchmarks/fake_upstream.py --port 18000
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 from typing import Any, cast
 
 import httptools
@@ -86,6 +90,24 @@ EVENTS = [
     _chunk({"content": " help you today?"}),
     _chunk({}, "stop"),
 ]
+TOOL_EVENTS = [
+    _chunk(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_bench",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": ""},
+                }
+            ],
+        }
+    ),
+    _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"expression": "1+1"}'}}]}),
+    _chunk({}, "tool_calls"),
+]
 USAGE_EVENT = _event([], usage=USAGE)
 DONE = b"data: [DONE]\n\n"
 
@@ -100,6 +122,9 @@ ANSWERS: dict[str, dict[bool, bytes]] = {
     "stream": {k: _stream_response([*EVENTS, DONE], keep_alive=k) for k in (True, False)},
     "stream_usage": {
         k: _stream_response([*EVENTS, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
+    },
+    "tool_call": {
+        k: _stream_response([*TOOL_EVENTS, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
     },
     "models": {k: _response("200 OK", JSON, MODELS, keep_alive=k) for k in (True, False)},
     "bad_json": {
@@ -123,11 +148,21 @@ def _answer(method: bytes, path: bytes, body: bytes) -> str:
             return "bad_json"
         if not isinstance(req, dict) or req.get("stream") is not True:
             return "completion"
+        if req.get("tools") and _steps_left(req):
+            return "tool_call"
         opts = req.get("stream_options")
         return "stream_usage" if isinstance(opts, dict) and opts.get("include_usage") else "stream"
     if path == b"/v1/models" and method == b"GET":
         return "models"
     return "not_found"
+
+
+def _steps_left(req: dict[str, Any]) -> bool:
+    messages = req.get("messages") or []
+    users = [m.get("content") for m in messages if m.get("role") == "user"]
+    wanted = re.search(r"steps=(\d+)", users[0]) if users and isinstance(users[0], str) else None
+    done = sum(1 for m in messages if m.get("role") == "tool")
+    return wanted is not None and done < int(wanted.group(1))
 
 
 class Upstream(asyncio.Protocol):

@@ -44,8 +44,8 @@ BODY: dict[str, Any] = {
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 KEY = "sk-bench-key"  # LiteLLM insists on the sk- prefix for its master key
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-TARGETS = ("direct", "ref-aiohttp", "ref-httpx", "gateway", "litellm")
-DEFAULT_TARGETS = TARGETS[:4]  # litellm runs when --litellm names its executable
+TARGETS = ("direct", "ref-aiohttp", "ref-httpx", "gateway", "gateway-tools", "litellm")
+DEFAULT_TARGETS = TARGETS[:5]  # litellm runs when --litellm names its executable
 TARGET_CORE, LOAD_CORE = "0", "1"  # target alone on core 0; upstream, wrk and driver on core 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 Result = dict[str, Any]
@@ -245,7 +245,7 @@ def target_command(
     if name.startswith("ref-"):
         cmd = [*py, str(HERE / "reference_proxy.py"), "--port", str(port), "--upstream", upstream]
         return [*cmd, "--client", name.removeprefix("ref-")], {"env": env}
-    if name == "gateway":  # run from a scratch dir: no .env, and data/ is not written in the repo
+    if name.startswith("gateway"):  # in a scratch dir: no .env, and data/ stays out of the repo
         if (ROOT / "persona.json").is_file():  # the repo's persona, as a real deployment has
             env["PERSONA_PATH"] = str(ROOT / "persona.json")
         env |= {
@@ -260,6 +260,8 @@ def target_command(
             "DEFAULT_MODEL": "openai/bench-model",
             "DATA_DIR": str(tmp / "gateway-data"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            # gateway: the plain passthrough; gateway-tools: the default tools offered each time
+            "ENABLED_TOOLS": "" if name == "gateway-tools" else "none",
         }
         return [*py, "-m", "app", "serve"], {"env": env, "cwd": tmp}
     if name == "litellm" and litellm:  # LiteLLM's proxy, one worker, its model map offline
@@ -280,7 +282,7 @@ def bench_target(
     child = Child(name, cmd, tmp, core=TARGET_CORE, **popen)
     result |= {"status": "running", "port": port, "points": [], "ttfc": None}
     try:
-        error = wait_ready(child, port, timeout={"gateway": 45.0, "litellm": 120.0}.get(name, 15.0))
+        error = wait_ready(child, port, timeout=120.0 if name == "litellm" else 45.0)
         if error:
             raise RuntimeError(error)
         url = f"http://127.0.0.1:{port}{PATH}"
@@ -351,7 +353,7 @@ def main() -> int:
     parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` executable")
     parser.add_argument("--concurrency", default="1,8,32", help="comma list of wrk connections")
     parser.add_argument("--ttfc-requests", type=int, default=300)
-    parser.add_argument("--ttfc-targets", default="direct,ref-aiohttp,gateway")
+    parser.add_argument("--ttfc-targets", default="direct,ref-aiohttp,gateway,gateway-tools")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--ttfc-driver", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
