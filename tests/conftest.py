@@ -27,6 +27,17 @@ for _name in list(os.environ):
 PERSONA = Path(__file__).resolve().parent.parent / "persona.json"
 
 MakeGateway = Callable[..., str]
+DEFAULT_TOOLS = [
+    "calculator",
+    "python",
+    "web_search",
+    "wikipedia",
+    "fetch_url",
+    "search_and_fetch",
+    "weather",
+    "time",
+]
+"""The built-in tools enabled by default, in the order they are offered; `system_info` is off."""
 
 
 @pytest.fixture(scope="session")

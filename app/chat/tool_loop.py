@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from app.chat.turn import Turn, collect, zero_usage
+from app.chat.turn import Turn, collect, usage_chunk, zero_usage
 from app.ids import new_id
 from app.providers.base import Chunk
 from app.providers.router import Needs, OpenStream, Router
@@ -169,14 +169,7 @@ class ToolTurn:
             finish = "stop"
         yield self._chunk({}, finish)
         if self._include_usage:
-            yield {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage or zero_usage(),
-            }
+            yield usage_chunk(self)
 
     async def _run(
         self, calls: list[_Call], arguments: dict[str, Any] | None = None

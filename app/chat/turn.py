@@ -73,14 +73,7 @@ class Turn:
         if not finished:
             raise UpstreamError(self.provider, "the stream ended before the answer was complete")
         if self._include_usage:
-            yield {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage or zero_usage(),
-            }
+            yield usage_chunk(self)
 
     def _stamp(self, chunk: Chunk, first: bool) -> bool:
         """Make `chunk` the gateway's own; False for a usage-only chunk, which is held back."""
@@ -127,6 +120,18 @@ async def collect(answer: Answer) -> dict[str, Any]:
         "created": answer.created,
         "model": answer.model,
         "choices": [_finish(choices[i]) for i in sorted(choices)],
+        "usage": answer.usage or zero_usage(),
+    }
+
+
+def usage_chunk(answer: Answer) -> Chunk:
+    """The last chunk of a stream whose client asked for usage."""
+    return {
+        "id": answer.id,
+        "object": "chat.completion.chunk",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [],
         "usage": answer.usage or zero_usage(),
     }
 

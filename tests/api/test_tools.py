@@ -10,21 +10,10 @@ import httpx
 import pytest
 
 from app.tools import calculator, clock, fetch, web_search
-from tests.conftest import MakeGateway
+from tests.conftest import DEFAULT_TOOLS, MakeGateway
 from tests.fakes.pages import ARTICLE_SENTENCE, ARTICLE_TITLE, create_pages_app
 from tests.fakes.search import FakeDDGS, result
 from tests.fakes.serve import serve
-
-DEFAULT_TOOLS = [
-    "calculator",
-    "python",
-    "web_search",
-    "wikipedia",
-    "fetch_url",
-    "search_and_fetch",
-    "weather",
-    "time",
-]
 
 
 @pytest.fixture(scope="module")

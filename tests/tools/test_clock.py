@@ -4,7 +4,7 @@ then a fake Open-Meteo geocoding), and conversions between them."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,18 +15,7 @@ from app.tools import clock
 from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
-from tests.fakes.serve import free_port, serve
-
-
-@pytest.fixture
-def meteo() -> FakeOpenMeteo:
-    return FakeOpenMeteo()
-
-
-@pytest.fixture
-def meteo_url(meteo: FakeOpenMeteo) -> Iterator[str]:
-    with serve(meteo.app) as url:
-        yield url
+from tests.fakes.serve import free_port
 
 
 async def _registry(base_url: str) -> AsyncIterator[ToolRegistry]:

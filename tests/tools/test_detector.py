@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app.tools.detector import Detected, classification_prompt, detect, parse_classification
+from tests.conftest import DEFAULT_TOOLS
 
-ALL = {
-    "calculator",
-    "python",
-    "web_search",
-    "wikipedia",
-    "fetch_url",
-    "search_and_fetch",
-    "weather",
-    "time",
-    "system_info",
-}
+ALL = {*DEFAULT_TOOLS, "system_info"}
 
 
 @pytest.mark.parametrize(

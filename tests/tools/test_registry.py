@@ -11,7 +11,7 @@ import pytest
 from app.errors import InvalidRequest, NotFound, ToolError, ToolTimeout
 from app.tools.context import Register, ToolContext
 from app.tools.registry import ToolRegistry, load_registry
-from tests.conftest import gateway_settings
+from tests.conftest import DEFAULT_TOOLS, gateway_settings
 
 
 async def add(a: int, b: int) -> int:
@@ -77,17 +77,8 @@ def test_enabled_tools_is_exact_and_unknown_names_are_reported() -> None:
 
 def test_the_builtin_tools_are_registered(context: ToolContext) -> None:
     registry = load_registry(context)
-    expected = {
-        "calculator",
-        "python",
-        "web_search",
-        "wikipedia",
-        "fetch_url",
-        "search_and_fetch",
-        "weather",
-        "time",
-    }
-    assert set(registry.enabled) == expected
+    expected = set(DEFAULT_TOOLS)
+    assert list(registry.enabled) == DEFAULT_TOOLS
     assert set(registry.tools) == expected | {"system_info"}
     for schema in registry.schemas():
         assert schema["function"]["description"]

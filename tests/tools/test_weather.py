@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,18 +12,7 @@ from app.tools import weather
 from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
-from tests.fakes.serve import free_port, serve
-
-
-@pytest.fixture
-def meteo() -> FakeOpenMeteo:
-    return FakeOpenMeteo()
-
-
-@pytest.fixture
-def meteo_url(meteo: FakeOpenMeteo) -> Iterator[str]:
-    with serve(meteo.app) as url:
-        yield url
+from tests.fakes.serve import free_port
 
 
 async def _registry(base_url: str) -> AsyncIterator[ToolRegistry]:
