@@ -75,6 +75,7 @@ class ToolTurn:
         self._settings = settings
         self._deadline = time.monotonic() + settings.total_timeout
         self._role_sent = False
+        self._content_sent = False
 
     async def open(self) -> None:
         """Ask the model with the gateway's tools offered and wait for its first chunk, so that
@@ -97,7 +98,8 @@ class ToolTurn:
             if opened is None:
                 opened = await self._open(messages, server_tools=False)
             calls: dict[int, _Call] = {}
-            async for chunk in self._step(opened, calls):
+            said: list[str] = []
+            async for chunk in self._step(opened, calls, said):
                 yield chunk
             mine = [c for c in calls.values() if c.name not in self._client_tools]
             theirs = [c for c in calls.values() if c.name in self._client_tools]
@@ -109,7 +111,11 @@ class ToolTurn:
                 yield item
             messages = [
                 *messages,
-                {"role": "assistant", "content": None, "tool_calls": [c.message() for c in mine]},
+                {
+                    "role": "assistant",
+                    "content": "".join(said) or None,
+                    "tool_calls": [c.message() for c in mine],
+                },
                 *(
                     {"role": "tool", "tool_call_id": c.id, "content": outcome.content}
                     for c, outcome in zip(mine, self.tools_used[-len(mine) :], strict=True)
@@ -123,9 +129,11 @@ class ToolTurn:
         completion["tools_used"] = [outcome.summary() for outcome in self.tools_used]
         return completion
 
-    async def _step(self, opened: OpenStream, calls: dict[int, _Call]) -> AsyncIterator[Chunk]:
-        """One model answer: content passes through, tool-call deltas go into `calls`, and the
-        finish reason is held back in `_finish_reason`."""
+    async def _step(
+        self, opened: OpenStream, calls: dict[int, _Call], said: list[str]
+    ) -> AsyncIterator[Chunk]:
+        """One model answer: content passes through (and into `said`), tool-call deltas go into
+        `calls`, and the finish reason is held back in `_finish_reason`."""
         remaining = max(0.001, self._deadline - time.monotonic())
         turn = Turn(
             opened, include_usage=False, total_timeout=remaining, id=self.id, created=self.created
@@ -145,6 +153,9 @@ class ToolTurn:
                 choice["finish_reason"] = None
             if self._role_sent:
                 delta.pop("role", None)
+            if delta.get("content"):
+                said.append(delta["content"])
+                self._content_sent = True
             if any(delta.values()):
                 self._role_sent = True
                 chunk["model"] = self.model
@@ -180,8 +191,8 @@ class ToolTurn:
             if not self._role_sent:
                 yield self._chunk({"role": "assistant", "content": ""})
                 self._role_sent = True
-            status = "".join(f"> Running tool: {c.name}\n" for c in calls)
-            yield self._chunk({"content": status + "\n"})
+            status = "".join(f"> Running tool: {c.name}\n" for c in calls) + "\n"
+            yield self._chunk({"content": ("\n\n" if self._content_sent else "") + status})
         yield f"running {names}"
         tasks = [
             asyncio.ensure_future(

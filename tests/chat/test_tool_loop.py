@@ -443,3 +443,21 @@ def test_the_model_classifies_when_no_pattern_matches(
     upstream.classification = "I would not use a tool."
     completion = ask(url, "tell me a joke", model="openai/no-tools")
     assert completion.choices[0].message.content == "You said: tell me a joke"
+
+
+def test_what_the_model_says_before_its_calls_streams_and_is_kept(
+    tool_gateway: str, upstream: OpenAIUpstreamState
+) -> None:
+    upstream.preamble = "Let me work that out."
+    upstream.script = [[("calculator", '{"expression": "6*7"}')]]
+    body = {
+        "model": "openai/scripted",
+        "stream": True,
+        "messages": [{"role": "user", "content": "go"}],
+    }
+    _, events = raw_stream(tool_gateway, body)
+    text = streamed_text(events[:-1])
+    assert text.startswith("Let me work that out.\n\n> Running tool: calculator\n\nFinal: ")
+    assistant = upstream.requests[1]["messages"][-2]
+    assert assistant["content"] == "Let me work that out."
+    assert assistant["tool_calls"][0]["function"]["name"] == "calculator"

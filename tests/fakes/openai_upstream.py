@@ -16,7 +16,8 @@ the scenario:
     embed-test    like gpt-test; any known model also embeds
     scripted      plays `state.script`: step k (k = tool-call rounds since the last user message)
                   calls the tools listed in `script[k]` as (name, arguments JSON) pairs; past the
-                  script's end answers "Final: " + the tool results since the last user message
+                  script's end answers "Final: " + the tool results since the last user message;
+                  a tool-calling step says `state.preamble` first
     no-tools      400 as llama.cpp server without --jinja when the body has `tools`; answers
                   the gateway's tool classification prompt with `state.classification`;
                   otherwise "You said: " + the whole last user message
@@ -81,6 +82,7 @@ class OpenAIUpstreamState:
     closed_early_event: threading.Event = field(default_factory=threading.Event)
     script: list[list[tuple[str, str]]] = field(default_factory=list)
     classification: str = '{"tool": null}'
+    preamble: str = ""
 
 
 class UpstreamCut(Exception):
@@ -200,7 +202,7 @@ def _answer(
     if model == "scripted":
         calls, text = _scripted(state, messages)
         if calls:
-            return [], calls, "tool_calls"
+            return re.findall(r"\s*\S+", state.preamble), calls, "tool_calls"
     elif model == "no-tools" and "Reply with JSON only" in _text(messages[0]):
         text = state.classification
     elif model == "no-tools":
@@ -224,8 +226,9 @@ def _answer(
 
 def _deltas(pieces: list[str], calls: list[Json]) -> list[Json]:
     """One choice's stream deltas, shaped as OpenAI sends them."""
+    said = [{"role": "assistant", "content": ""}, *({"content": p} for p in pieces)]
     if not calls:
-        return [{"role": "assistant", "content": ""}, *({"content": p} for p in pieces)]
+        return said
     deltas: list[Json] = []
     for index, call in enumerate(calls):
         name, args = call["function"]["name"], call["function"]["arguments"]
@@ -235,6 +238,8 @@ def _deltas(pieces: list[str], calls: list[Json]) -> list[Json]:
             {"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 8]}}]}
             for i in range(0, len(args), 8)
         )
+    if pieces:
+        return said + deltas
     deltas[0] = {"role": "assistant", "content": None, **deltas[0]}
     return deltas
 
