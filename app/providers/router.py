@@ -170,7 +170,7 @@ class Router:
                     )
                 )
                 return None
-            stream = route.provider.stream_chat(route.model, body)
+            stream = route.provider.stream_chat(route.model, _fitted(route, body))
             try:
                 first = await anext(stream)
             except StopAsyncIteration:
@@ -205,6 +205,18 @@ class Router:
             return wait if wait <= cap else None
         base = min(cap, self._settings.retry_backoff * 2.0**attempt)
         return base / 2 + random.uniform(0, base / 2)
+
+
+def _fitted(route: Route, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` without tools for a provider without function calling. Only the gateway's own
+    tools can be there (`Needs` keeps requests with the client's away from such providers):
+    a fallback without function calling then answers without them."""
+    if route.provider.capabilities.tools or "tools" not in body:
+        return body
+    return {k: v for k, v in body.items() if k not in _TOOL_FIELDS}
+
+
+_TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 
 
 def _check(route: Route, needs: Needs) -> None:

@@ -135,3 +135,23 @@ async def test_resolution_of_bare_prefixed_and_empty_ids() -> None:
     assert (await router(a, b, default_model="b/x").resolve(None)).id == "b/x"
     with pytest.raises(ModelNotFound):
         await r.resolve("missing")
+
+
+async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recording(Scripted):
+        async def stream_chat(
+            self, model: str, body: dict[str, Any]
+        ) -> AsyncGenerator[Chunk, None]:
+            seen.append(body)
+            async for chunk in super().stream_chat(model, body):
+                yield chunk
+
+    a = Recording("a", {"m": [UpstreamError("a", "down")]})
+    b = Recording("b", {"n": [None]}, tools=False)
+    body = {"messages": [], "tools": [{"type": "function"}], "tool_choice": "auto"}
+    opened = await router(a, b, fallback_models=["b/n"]).open_stream("a/m", body, Needs())
+    assert opened.route.id == "b/n"
+    assert "tools" in seen[0]
+    assert seen[-1] == {"messages": []}
