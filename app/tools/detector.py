@@ -64,6 +64,10 @@ def _calculator(text: str) -> dict[str, Any] | None:
     percent = re.search(r"(\d[\d,.]*\s*%\s*of\s*\d[\d,.]*)", text, re.I)
     if percent:
         return {"expression": percent.group(1).replace(",", "")}
+    named = re.search(r"\b(factorial|square root|cube root) of (\d[\d.]*)", text, re.I)
+    if named:
+        function = {"factorial": "factorial", "square root": "sqrt", "cube root": "cbrt"}
+        return {"expression": f"{function[named.group(1).lower()]}({named.group(2)})"}
     match = re.search(
         r"^(?:what(?:'s| is)|calculate|compute|evaluate|how much is)\s+(.+?)[?.!]*$",
         text.strip(),

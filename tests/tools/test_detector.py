@@ -24,6 +24,11 @@ ALL = {*DEFAULT_TOOLS, "system_info"}
         ("calculate (2+3)*4", Detected("calculator", {"expression": "(2+3)*4"})),
         ("what is 2^10", Detected("calculator", {"expression": "2^10"})),
         ("sqrt(16)", Detected("calculator", {"expression": "sqrt(16)"})),
+        (
+            "compute the factorial of 30 in Python",
+            Detected("calculator", {"expression": "factorial(30)"}),
+        ),
+        ("what's the square root of 2?", Detected("calculator", {"expression": "sqrt(2)"})),
         ("What time is it in Tokyo?", Detected("time", {"zone": "Tokyo"})),
         (
             "what's the time in America/New_York right now",
