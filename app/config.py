@@ -83,8 +83,34 @@ class Settings(BaseSettings):
     weather_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
     weather_forecast_url: str = "https://api.open-meteo.com/v1/forecast"
 
+    redis_url: str = ""
+    redis_timeout: float = Field(2.0, gt=0)
+    session_ttl: float = Field(30 * 86400.0, gt=0)
+    max_session_messages: int = Field(200, ge=2)
+    token_budget: int = Field(3000, ge=256)
+    short_term_k: int = Field(6, ge=1)
+    llm_cache_ttl: float = Field(3600.0, ge=0)
+    tool_cache_ttl: CommaList = [
+        "calculator=86400",
+        "wikipedia=86400",
+        "web_search=3600",
+        "fetch_url=3600",
+        "search_and_fetch=3600",
+        "weather=600",
+    ]
+    api_keys_file: Path | None = None
+    rate_limit_rpm: int | None = Field(None, ge=1)
+    rate_limit_tpm: int | None = Field(None, ge=1)
+    rate_limit_fail_open: bool = False
+    trust_user_headers: bool = False
+
     @field_validator(
-        "api_keys", "fallback_models", "cors_origins", "fetch_allowed_networks", mode="before"
+        "api_keys",
+        "fallback_models",
+        "cors_origins",
+        "fetch_allowed_networks",
+        "tool_cache_ttl",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -113,7 +139,33 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network such as 10.0.0.0/8") from None
         return value
 
-    @field_validator("ollama_num_ctx", "ollama_keep_alive", mode="before")
+    @field_validator("tool_cache_ttl")
+    @classmethod
+    def _tool_ttls(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, sep, seconds = item.partition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(seconds) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{item!r} is not tool=seconds, such as weather=600")
+        return value
+
+    @property
+    def tool_cache_ttls(self) -> dict[str, float]:
+        """Seconds each tool's results are cached; tools not named are not cached."""
+        pairs = (item.partition("=") for item in self.tool_cache_ttl)
+        return {name.strip(): float(seconds) for name, _, seconds in pairs}
+
+    @field_validator(
+        "ollama_num_ctx",
+        "ollama_keep_alive",
+        "api_keys_file",
+        "rate_limit_rpm",
+        "rate_limit_tpm",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -13,7 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import chat, embeddings, health, models, tools
+from app.api import cache, chat, embeddings, health, models, sessions, tools
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import install_openapi
@@ -22,9 +22,10 @@ from app.chat.service import ChatService
 from app.config import Settings, load_settings
 from app.ops.health import HealthChecker
 from app.ops.logging import install_log_context
+from app.ops.redis import open_redis
 from app.providers.factory import build_providers
 from app.providers.router import Router
-from app.security.auth import BearerAuthMiddleware
+from app.security.auth import install_auth
 from app.tools.context import Plugin, ToolContext
 from app.tools.registry import load_registry
 
@@ -47,7 +48,8 @@ def create_app(
         )
         providers, skipped = build_providers(settings, session)
         router = Router(providers, settings)
-        checker = HealthChecker(router)
+        redis, embedded_redis = await open_redis(settings)
+        checker = HealthChecker(router, redis)
         _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
         tool_context = ToolContext.open(settings)
@@ -63,9 +65,14 @@ def create_app(
                 "router": router,
                 "health": checker,
                 "tools": registry,
+                "redis": redis,
+                "settings": settings,
             }
         finally:
             await tool_context.aclose()
+            await redis.aclose()
+            if embedded_redis is not None:
+                await embedded_redis.stop()
             for provider in providers:
                 await provider.aclose()
             await session.close()
@@ -78,10 +85,11 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)
+    app.include_router(cache.router)
+    app.include_router(sessions.router)
     install_error_handlers(app)
     install_openapi(app)
-    if settings.api_keys:
-        app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)
+    install_auth(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

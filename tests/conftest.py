@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from app.config import Settings
 from app.main import create_app
+from app.ops.redis import redis_server_binary
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState, create_openai_upstream
 from tests.fakes.serve import serve
 
 for _name in list(os.environ):
-    if _name.startswith(("OPENAI_", "OLLAMA_", "LLAMACPP_", "LOCAL_")) or _name in (
+    if _name.startswith(("OPENAI_", "OLLAMA_", "LLAMACPP_", "LOCAL_", "REDIS_")) or _name in (
         "API_KEYS",
+        "API_KEYS_FILE",
         "DEFAULT_MODEL",
         "FALLBACK_MODELS",
     ):
@@ -38,6 +44,52 @@ DEFAULT_TOOLS = [
     "time",
 ]
 """The built-in tools enabled by default, in the order they are offered; `system_info` is off."""
+
+
+def start_redis(directory: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server on a unix socket in `directory` (append-only), answering PING."""
+    socket = directory / "redis.sock"
+    process = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket), "--dir",
+         str(directory), "--appendonly", "yes", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    client = redis.Redis(unix_socket_path=str(socket))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if client.ping():
+                break
+        except redis.RedisError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the test Redis did not start") from None
+            time.sleep(0.02)
+    client.close()
+    return process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url() -> Iterator[str]:
+    """One real Redis for the whole run; every gateway and test reaches it through REDIS_URL."""
+    with tempfile.TemporaryDirectory(prefix="gateway-test-redis-") as directory:
+        process = start_redis(Path(directory))
+        url = f"unix://{directory}/redis.sock"
+        os.environ["REDIS_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("REDIS_URL", None)
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis(redis_url: str) -> None:
+    """Each test starts from an empty Redis."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,15 @@
-"""Per-provider health: probes run concurrently and are cached for a moment; circuit states
-are read live."""
+"""Health of the providers and of Redis: probes run concurrently and are cached for a moment;
+circuit states are read live. Redis down makes the gateway degraded, not down: stateless chat
+still answers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from app.errors import GatewayError
 from app.providers.base import Provider
@@ -16,8 +20,10 @@ _PROBE_TIMEOUT = 3.0
 
 
 class HealthChecker:
-    def __init__(self, router: Router, ttl: float = 2.0) -> None:
+    def __init__(self, router: Router, redis: aioredis.Redis, ttl: float = 2.0) -> None:
         self._router = router
+        self._redis = redis
+        self._redis_probe: dict[str, Any] = {}
         self._ttl = ttl
         self._probes: dict[str, dict[str, Any]] = {}
         self._at = -1e9
@@ -25,12 +31,13 @@ class HealthChecker:
         self._started = time.monotonic()
 
     async def report(self) -> dict[str, Any]:
-        """`{"status": "ok" | "degraded" | "down", "providers": {name: {...}}}`."""
+        """`{"status": "ok" | "degraded" | "down", "providers": {name: {...}}, "redis": {...}}`."""
         async with self._lock:
             if time.monotonic() - self._at >= self._ttl:
                 names = list(self._router.providers)
-                probes = await asyncio.gather(
-                    *(_probe(self._router.providers[name]) for name in names)
+                *probes, self._redis_probe = await asyncio.gather(
+                    *(_probe(self._router.providers[name]) for name in names),
+                    _probe_redis(self._redis),
                 )
                 self._probes = dict(zip(names, probes, strict=True))
                 self._at = time.monotonic()
@@ -46,8 +53,15 @@ class HealthChecker:
             }
         up = sum(1 for p in providers.values() if p["status"] == "up")
         status = "ok" if up == len(providers) and up else "degraded" if up else "down"
+        if status == "ok" and self._redis_probe["status"] != "up":
+            status = "degraded"
         uptime = round(time.monotonic() - self._started, 1)
-        return {"status": status, "providers": providers, "uptime_s": uptime}
+        return {
+            "status": status,
+            "providers": providers,
+            "redis": self._redis_probe,
+            "uptime_s": uptime,
+        }
 
 
 async def _probe(provider: Provider) -> dict[str, Any]:
@@ -61,3 +75,16 @@ async def _probe(provider: Provider) -> dict[str, Any]:
         reachable = True
     latency = round((time.perf_counter() - started) * 1000, 1)
     return {"reachable": reachable, "detail": detail, "latency_ms": latency}
+
+
+async def _probe_redis(redis: aioredis.Redis) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        status, detail = "down", str(exc) or "no answer within the probe timeout"
+    else:
+        status, detail = "up", "PONG"
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    return {"status": status, "detail": detail, "latency_ms": latency}

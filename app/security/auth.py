@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 
 import orjson
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.config import Settings
 from app.errors import AuthenticationFailed
 
 _OPEN_PATHS = frozenset(
@@ -65,3 +67,9 @@ class BearerAuthMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": orjson.dumps(error.body())})
+
+
+def install_auth(app: Starlette, settings: Settings) -> None:
+    """Bearer keys on every route but health, when keys are configured."""
+    if settings.api_keys:
+        app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)
