@@ -49,6 +49,7 @@ def create_app(
         providers, skipped = build_providers(settings, session)
         router = Router(providers, settings)
         redis, embedded_redis = await open_redis(settings)
+        log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
         checker = HealthChecker(router, redis)
         _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
