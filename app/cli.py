@@ -1,17 +1,25 @@
-"""`python -m app serve` (and the `ai-gateway` console script)."""
+"""`python -m app serve` and `python -m app keys create|list` (and the `ai-gateway` console
+script)."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import importlib.util
+import secrets
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import uvicorn
 
 from app.config import ConfigError, load_settings
-from app.main import create_app
 from app.ops.logging import setup_logging
+from app.security.keys import KeyEntry, read_key_file, write_key_file
+
+KEY_PREFIX = "gk-"
+DEFAULT_KEYS_FILE = Path("keys.yaml")
 
 
 def _tune_gc() -> None:
@@ -24,6 +32,8 @@ def _tune_gc() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from app.main import create_app  # not needed by `keys`, which starts faster without it
+
     try:
         settings = load_settings()
         setup_logging(settings.log_level)
@@ -45,6 +55,105 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The file named by --file, else API_KEYS_FILE, else keys.yaml; and whether the gateway
+    reads it (API_KEYS_FILE names it)."""
+    configured = load_settings().api_keys_file
+    path: Path = args.file or configured or DEFAULT_KEYS_FILE
+    return path, configured is not None and configured.resolve() == path.resolve()
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    path, configured = _keys_file(args)
+    entries = read_key_file(path) if path.exists() else []
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    entry = KeyEntry(
+        digest=hashlib.sha256(key.encode()).digest(),
+        owner=None if args.service else args.owner,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        name=args.name,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    write_key_file(path, [*entries, entry])
+    print(key, flush=True)
+    who = f"owner {entry.owner}" if entry.owner else "a service key (acts for the named user)"
+    print(
+        f"created key {entry.key_id} for {who}, rpm {_limit(entry.rpm)}, tpm "
+        f"{_limit(entry.tpm)}, in {path}; the key is shown only this once",
+        file=sys.stderr,
+    )
+    if not configured:
+        print(f"set API_KEYS_FILE={path} for the gateway to accept it", file=sys.stderr)
+    return 0
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    path, _ = _keys_file(args)
+    rows = [("KEY_ID", "OWNER", "NAME", "RPM", "TPM", "CREATED")]
+    for entry in read_key_file(path):
+        rows.append(
+            (
+                entry.key_id,
+                entry.owner or "(service)",
+                entry.name or "-",
+                _limit(entry.rpm),
+                _limit(entry.tpm),
+                entry.created or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for *cells, last in rows:
+        print("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)), last]))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
+def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys", help="create and list API keys in the keys file (API_KEYS_FILE)"
+    )
+    actions = keys.add_subparsers(dest="action", required=True)
+    file_help = "the keys file, .yaml, .yml or .json (default: API_KEYS_FILE, else keys.yaml)"
+    create = actions.add_parser(
+        "create", help="create a key, print it once and store only its hash"
+    )
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--owner", type=_text, help="the user the key acts as")
+    who.add_argument(
+        "--service",
+        action="store_true",
+        help="no owner: a service key, which acts for the user each request names",
+    )
+    create.add_argument("--rpm", type=_positive, help="requests per minute (default: unlimited)")
+    create.add_argument("--tpm", type=_positive, help="tokens per minute (default: unlimited)")
+    create.add_argument("--name", type=_text, help="a label for the key")
+    create.add_argument("--file", type=Path, help=file_help)
+    create.set_defaults(handler=_create_key)
+    listing = actions.add_parser("list", help="list the keys (never the keys themselves)")
+    listing.add_argument("--file", type=Path, help=file_help)
+    listing.set_defaults(handler=_list_keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ai-gateway", description="OpenAI-compatible AI gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,7 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to listen on (default: HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT)")
     serve.set_defaults(handler=_serve)
+    _keys_parser(commands)
     args = parser.parse_args(argv)
     handler = args.handler
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except ConfigError as exc:
+        print(f"ai-gateway: {exc}", file=sys.stderr)
+        return 2
     return result

@@ -1,8 +1,9 @@
 """`python -m app serve` as a real child process: bad settings exit 2 with a clear message; a
-good start logs its providers and serves."""
+good start logs its providers and serves. `python -m app keys` creates and lists keys."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from app.config import Settings
+from app.security.keys import read_key_file
+from tests.conftest import MakeGateway
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 from tests.fakes.serve import free_port
 
@@ -167,3 +170,106 @@ def test_model_ids_naming_an_inactive_provider_are_warned_about(tmp_path: Path) 
         assert "ollama/llama3.2:3b names provider ollama, which is not active" in text
         assert "llamacpp/some-model names provider" not in text
         assert "persona 'Gateway Assistant' is applied to every turn" in text
+
+
+def keys(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app keys ...` run in `cwd`, with only `settings` set."""
+    env = child_env(PYTHONPATH=str(REPO), **settings)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "keys", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+def created_key(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("gk-")
+    assert len(lines[0]) > 40
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["keys.yaml", "keys.json"])
+def test_keys_create_prints_the_key_once_and_stores_its_hash(
+    tmp_path: Path, make_gateway: MakeGateway, name: str
+) -> None:
+    path = tmp_path / "private" / name
+    first = keys(tmp_path, "create", "--owner", "alice", "--rpm", "60", "--file", str(path))
+    alice = created_key(first)
+    assert path.stat().st_mode & 0o777 == 0o600
+    digest = hashlib.sha256(alice.encode()).hexdigest()
+    assert f"created key {digest[:12]} for owner alice, rpm 60, tpm unlimited" in first.stderr
+    assert f"set API_KEYS_FILE={path}" in first.stderr
+    args = ("create", "--service", "--tpm", "1000", "--name", "batch jobs", "--file", str(path))
+    service = created_key(keys(tmp_path, *args))
+    text = path.read_text(encoding="utf-8")
+    assert f"sha256:{digest}" in text
+    assert alice not in text
+    assert service not in text
+    assert [(e.owner, e.rpm, e.tpm, e.name) for e in read_key_file(path)] == [
+        ("alice", 60, None, None),
+        (None, None, 1000, "batch jobs"),
+    ]
+    listing = keys(tmp_path, "list", "--file", str(path))
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert rows[0] == ["KEY_ID", "OWNER", "NAME", "RPM", "TPM", "CREATED"]
+    assert rows[1][:5] == [digest[:12], "alice", "-", "60", "unlimited"]
+    assert rows[2][1:6] == ["(service)", "batch", "jobs", "unlimited", "1000"]
+    assert alice not in listing.stdout
+    assert service not in listing.stdout
+
+    url = make_gateway(api_keys_file=path)
+    for key in (alice, service):
+        resp = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+    wrong = {"Authorization": f"Bearer {alice}x"}
+    assert httpx.get(f"{url}/v1/models", headers=wrong).status_code == 401
+
+
+def test_keys_default_to_api_keys_file_else_keys_yaml(tmp_path: Path) -> None:
+    configured = tmp_path / "configured.json"
+    result = keys(tmp_path, "create", "--owner", "bob", API_KEYS_FILE=str(configured))
+    created_key(result)
+    assert "set API_KEYS_FILE" not in result.stderr
+    assert read_key_file(configured)[0].owner == "bob"
+    listing = keys(tmp_path, "list", API_KEYS_FILE=str(configured))
+    assert listing.stdout.splitlines()[1].split()[1] == "bob"
+    created_key(keys(tmp_path, "create", "--owner", "carol"))
+    assert read_key_file(tmp_path / "keys.yaml")[0].owner == "carol"
+
+
+def test_keys_refuses_bad_arguments_and_leaves_a_bad_file_alone(tmp_path: Path) -> None:
+    for args in (["--rpm", "5"], ["--owner", "a", "--service"], ["--owner", " "]):
+        result = keys(tmp_path, "create", *args, "--file", "k.yaml")
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert "usage:" in result.stderr
+    assert not (tmp_path / "k.yaml").exists()
+    assert "must be a positive integer" in keys(tmp_path, "create", "--rpm", "0").stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- owner: x\n", encoding="utf-8")
+    result = keys(tmp_path, "create", "--owner", "a", "--file", str(bad))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"keys file {bad}, entry 1: hash must be" in result.stderr
+    assert bad.read_text(encoding="utf-8") == "- owner: x\n"
+    missing = keys(tmp_path, "list", "--file", "nope.yaml")
+    assert missing.returncode == 2
+    assert "keys file nope.yaml cannot be read" in missing.stderr
+
+
+def test_a_bad_keys_file_stops_serve_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(f'[{{"hash": "sha256:{"a" * 64}", "owner": "x", "rpm": 0}}]', "utf-8")
+    result = run(child_env(API_KEYS_FILE=str(path), PORT=str(free_port())))
+    assert result.returncode == 2, result.stderr
+    assert f"ai-gateway: keys file {path}, entry 1: rpm must be a positive integer" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,15 +1,19 @@
-"""Bearer-key authentication for every route but health."""
+"""Bearer-key authentication for every route but health, and the identity of each request."""
 
 from __future__ import annotations
 
-import hmac
+import logging
 
-import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import AuthenticationFailed
+from app.security.identity import ANONYMOUS
+from app.security.keys import KeyStore
+from app.security.ratelimit import RateLimiter, RateLimitMiddleware, send_error
+
+log = logging.getLogger(__name__)
 
 _OPEN_PATHS = frozenset(
     {
@@ -21,28 +25,24 @@ _OPEN_PATHS = frozenset(
         "/v1/health/ready",
     }
 )
+_CHALLENGE = [(b"www-authenticate", b"Bearer")]
 
 
 class BearerAuthMiddleware:
-    """Answers 401 with an OpenAI error body unless `Authorization: Bearer <key>` carries one of
-    `keys`. Every key is compared in constant time, so timing tells nothing about them."""
+    """Answers 401 with an OpenAI error body unless `Authorization: Bearer <key>` carries a key
+    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on health)."""
 
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(self, app: ASGIApp, store: KeyStore) -> None:
         self.app = app
-        self._keys = [key.encode() for key in keys]
-
-    def _valid(self, header: bytes) -> bool:
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return False
-        token = token.strip()
-        found = False
-        for key in self._keys:
-            found |= hmac.compare_digest(token, key)
-        return found
+        self._store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if scope["path"] in _OPEN_PATHS:
+            state["identity"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
         header = b""
@@ -50,26 +50,44 @@ class BearerAuthMiddleware:
             if name == b"authorization":
                 header = value
                 break
-        if self._valid(header):
+        scheme, _, token = header.partition(b" ")
+        token = token.strip()
+        identity = self._store.lookup(token) if scheme.lower() == b"bearer" and token else None
+        if identity is not None:
+            state["identity"] = identity
             await self.app(scope, receive, send)
             return
         error = AuthenticationFailed(
             "Invalid API key." if header else "Missing API key: send 'Authorization: Bearer <key>'."
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": orjson.dumps(error.body())})
+        await send_error(send, error, _CHALLENGE)
+
+
+class AnonymousMiddleware:
+    """Without keys, every request is ANONYMOUS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["identity"] = ANONYMOUS
+        await self.app(scope, receive, send)
 
 
 def install_auth(app: Starlette, settings: Settings) -> None:
-    """Bearer keys on every route but health, when keys are configured."""
-    if settings.api_keys:
-        app.add_middleware(BearerAuthMiddleware, keys=settings.api_keys)
+    """Bearer keys on every route but health when API_KEYS or API_KEYS_FILE is set, then the
+    keys' rate limits. A bad keys file raises `ConfigError`."""
+    if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
+        log.warning("RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS, which is not set")
+    if not settings.api_keys and settings.api_keys_file is None:
+        app.add_middleware(AnonymousMiddleware)
+        return
+    store = KeyStore.from_settings(settings)
+    if not store:
+        log.warning(
+            "API_KEYS_FILE %s holds no key: every request is refused", settings.api_keys_file
+        )
+    if store.limited:
+        app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit_fail_open))
+    app.add_middleware(BearerAuthMiddleware, store=store)
