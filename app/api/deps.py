@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from app.ops.health import HealthChecker
@@ -22,6 +23,11 @@ async def _health(request: Request) -> HealthChecker:
     return health
 
 
+async def _redis(request: Request) -> aioredis.Redis:
+    redis: aioredis.Redis = request.state.redis
+    return redis
+
+
 async def _tools(request: Request) -> ToolRegistry:
     tools: ToolRegistry = request.state.tools
     return tools
@@ -29,4 +35,5 @@ async def _tools(request: Request) -> ToolRegistry:
 
 RouterDep = Annotated[Router, Depends(_router)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]
+RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 ToolsDep = Annotated[ToolRegistry, Depends(_tools)]

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from app.errors import GatewayError, NotFound, ToolTimeout
+from app.memory.cache import ToolCache
 from app.tools import builtin
 from app.tools.base import Tool, ToolFunction
 from app.tools.context import Plugin, ToolContext
@@ -53,12 +54,15 @@ class ToolOutcome:
 
 
 class ToolRegistry:
-    def __init__(self, timeout: float, result_max_chars: int) -> None:
+    def __init__(
+        self, timeout: float, result_max_chars: int, cache: ToolCache | None = None
+    ) -> None:
         self.tools: dict[str, Tool] = {}
         self.enabled: dict[str, Tool] = {}
         self._schemas: list[tuple[str, dict[str, Any]]] = []
         self._timeout = timeout
         self._max_chars = result_max_chars
+        self._cache = cache
 
     def register(self, function: ToolFunction, name: str | None = None) -> Tool:
         tool = Tool.from_function(function, name)
@@ -86,15 +90,27 @@ class ToolRegistry:
         return tool
 
     async def run(self, name: str, arguments: str | dict[str, Any] | None) -> Any:
-        """The tool's result; raises `InvalidRequest` for bad arguments, `ToolError` for a
-        failed service, `ToolTimeout` after TOOL_TIMEOUT."""
+        """The tool's result, from the tool cache when the tool's results are cached; raises
+        `InvalidRequest` for bad arguments, `ToolError` for a failed service, `ToolTimeout` after
+        TOOL_TIMEOUT."""
         tool = self.get(name)
         kwargs = tool.parse(arguments)
+        cache = self._cache
+        if cache is None or not cache.ttl(name):
+            return await self._run(tool, kwargs)
+        hit = await cache.get(name, kwargs)
+        if hit is not None:
+            return hit.value
+        result = await self._run(tool, kwargs)
+        await cache.put(name, kwargs, result)
+        return result
+
+    async def _run(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
         try:
             async with asyncio.timeout(self._timeout):
                 return await tool.function(**kwargs)
         except TimeoutError:
-            raise ToolTimeout(f"{name} did not finish within {self._timeout:g}s") from None
+            raise ToolTimeout(f"{tool.name} did not finish within {self._timeout:g}s") from None
 
     async def call(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
         shown: dict[str, Any] | str = arguments if arguments is not None else {}
@@ -124,11 +140,13 @@ def _since(started: float) -> float:
     return time.perf_counter() - started
 
 
-def load_registry(context: ToolContext, plugins: Iterable[Plugin] | None = None) -> ToolRegistry:
+def load_registry(
+    context: ToolContext, plugins: Iterable[Plugin] | None = None, cache: ToolCache | None = None
+) -> ToolRegistry:
     """A registry filled by the built-in plugin and every installed one, with ENABLED_TOOLS
-    applied."""
+    applied, that keeps results in `cache` for the tools TOOL_CACHE_TTL names."""
     settings = context.settings
-    registry = ToolRegistry(settings.tool_timeout, settings.tool_result_max_chars)
+    registry = ToolRegistry(settings.tool_timeout, settings.tool_result_max_chars, cache)
     if plugins is None:
         plugins = [builtin.register_tools, *_installed_plugins()]
     for plugin in plugins:
