@@ -10,8 +10,9 @@
     ├── UpstreamError               502 upstream_error, a provider failed; retryable
     │   ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
     │   └── UpstreamTimeout         504 upstream_timeout
-    └── ToolError                   502 tool_error, a tool's own service failed or is unreachable
-        └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
+    ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
+    │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
+    └── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
 
 A tool refuses bad input with `InvalidRequest` (naming the argument in `param`).
 
@@ -122,3 +123,8 @@ class ToolError(GatewayError):
 class ToolTimeout(ToolError):
     status = 504
     code = "tool_timeout"
+
+
+class StateUnavailable(GatewayError):
+    status = 503
+    code = "state_unavailable"

@@ -1,0 +1,134 @@
+"""Folding a session's older turns into its long-term summary, off the response's path.
+
+After a turn is saved, the turns the next turn could no longer send verbatim (beyond
+SHORT_TERM_K, or beyond the history's share of TOKEN_BUDGET) are folded: the model that answered
+is given the summary so far and those turns verbatim, and its reply becomes the new summary.
+Folding is incremental (each fold starts from the last summary), runs as a background task (the
+answer does not wait for it), one at a time per session (a Redis lock, so across replicas too),
+in batches of at most TOKEN_BUDGET tokens, and is cancelled at shutdown: a fold that did not
+finish changed nothing and is planned again after the session's next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from app.chat.context import Message, counter_for, fold_batches, text_of
+from app.chat.turn import Turn
+from app.config import Settings
+from app.errors import GatewayError
+from app.memory.sessions import SessionStore
+from app.providers.router import Needs, Router
+
+log = logging.getLogger(__name__)
+
+SUMMARY_SHARE = 4
+"""The summary may take up to 1/SUMMARY_SHARE of TOKEN_BUDGET."""
+
+FOLD_PROMPT = (
+    "You keep the running summary of a conversation between a user and an assistant. Merge the "
+    "new turns into the summary so far. Keep every fact the user gave about themselves (name, "
+    "preferences, circumstances, goals), the decisions made, open questions and what the "
+    "assistant promised; drop small talk. Write plain third-person sentences, at most {words} "
+    "words. Reply with the updated summary only."
+)
+_ROLES = {"user": "User", "assistant": "Assistant"}
+
+
+class Background:
+    """Tasks that run off the response's path, at most one per key; cancelled at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run `work()` unless a task for `key` is still running; whether it was started."""
+        if key in self._tasks:
+            return False
+        task = asyncio.create_task(_logged(key, work), name=key)
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+        return True
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _logged(key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    try:
+        await work()
+    except Exception:
+        log.exception("background task %s failed", key)
+
+
+def transcript(summary: str, turns: Sequence[Message]) -> str:
+    lines = (f"{_ROLES.get(str(m.get('role')), 'Other')}: {text_of(m)}" for m in turns)
+    return f"Summary so far:\n{summary.strip() or '(none yet)'}\n\nNew turns:\n" + "\n".join(lines)
+
+
+class Folder:
+    def __init__(
+        self, router: Router, store: SessionStore, settings: Settings, background: Background
+    ) -> None:
+        self._router = router
+        self._store = store
+        self._settings = settings
+        self._background = background
+
+    def schedule(self, session_id: str, model: str, upto: int) -> None:
+        """Fold the session's messages before index `upto` in the background."""
+        self._background.start(f"fold {session_id}", lambda: self.fold(session_id, model, upto))
+
+    async def fold(self, session_id: str, model: str, upto: int) -> None:
+        """Fold the session's messages before index `upto` into its summary with `model`,
+        unless another fold of this session is under way."""
+        try:
+            async with self._store.folding(session_id, self._settings.total_timeout) as mine:
+                if mine:
+                    await self._fold(session_id, model, upto)
+        except GatewayError as exc:
+            log.warning("session %s: folding into the summary failed: %s", session_id, exc.message)
+
+    async def _fold(self, session_id: str, model: str, upto: int) -> None:
+        counter = counter_for(model)
+        while True:
+            session, unfolded = await self._store.load(session_id)
+            if session is None or session.folded >= upto or not unfolded:
+                return
+            batch = fold_batches(
+                unfolded[: upto - session.folded],
+                budget=self._settings.token_budget,
+                counter=counter,
+            )[0]
+            summary = await self.summarise(model, session.summary, batch)
+            now = session.folded + len(batch)
+            if not summary or not await self._store.save_summary(
+                session_id, summary, was=session.folded, now=now
+            ):
+                return
+            log.info("session %s: messages up to %d folded into the summary", session_id, now)
+
+    async def summarise(self, model: str, summary: str, turns: Sequence[Message]) -> str:
+        """The summary with `turns` merged in, as `model` writes it; empty if it wrote none."""
+        share = self._settings.token_budget // SUMMARY_SHARE
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": FOLD_PROMPT.format(words=share * 3 // 4)},
+                {"role": "user", "content": transcript(summary, turns)},
+            ],
+            "max_tokens": share,
+            "temperature": 0.2,
+        }
+        opened = await self._router.open_stream(model, body, Needs())
+        reply = await Turn(
+            opened, include_usage=False, total_timeout=self._settings.total_timeout
+        ).collect()
+        text: str = reply["choices"][0]["message"].get("content") or ""
+        return text.strip()
