@@ -20,6 +20,7 @@ from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.chat.service import ChatService
 from app.config import Settings, load_settings
+from app.memory.cache import Caches
 from app.ops.health import HealthChecker
 from app.ops.logging import install_log_context
 from app.ops.redis import open_redis
@@ -54,15 +55,16 @@ def create_app(
         _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
         tool_context = ToolContext.open(settings)
-        registry = load_registry(tool_context, tool_plugins)
+        caches = Caches.open(redis, settings)
+        registry = load_registry(tool_context, tool_plugins, caches.tools)
         log.info("tools enabled: %s", ", ".join(registry.enabled) or "none")
         if persona.instructions():
             log.info("persona %r is applied to every turn", persona.name)
-        if not settings.api_keys:
+        if not settings.api_keys and settings.api_keys_file is None:
             log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         try:
             yield {
-                "chat": ChatService(router, persona, registry, settings),
+                "chat": ChatService(router, persona, registry, settings, caches),
                 "router": router,
                 "health": checker,
                 "tools": registry,
@@ -97,7 +99,7 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-Cache"],
         )
     app.add_middleware(RequestContextMiddleware)
     return app

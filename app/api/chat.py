@@ -6,6 +6,7 @@ response handling would cost more than the rest of the gateway's own work per re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -17,7 +18,9 @@ from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.chat.service import ChatService
 from app.chat.sse import encode
 from app.chat.turn import Answer
+from app.memory.replay import cache_status
 from app.providers.router import Needs
+from app.security.ratelimit import charge
 
 _WATCH_AFTER = 1.0
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -34,9 +37,28 @@ async def chat_completions(request: Request) -> Response:
         include_usage=bool(stream and req.stream_options and req.stream_options.include_usage),
         needs=Needs(tools=bool(req.tools), choices=req.n or 1),
     )
+    status = cache_status(turn)
+    metered = status != "hit" and request.state.identity.tpm is not None
     if stream:
-        return StreamingResponse(encode(turn), media_type="text/event-stream", headers=_SSE_HEADERS)
-    return JSON(await _collect_unless_gone(request, turn))
+        headers = _SSE_HEADERS if status is None else {**_SSE_HEADERS, "X-Cache": status}
+        events = _metered(request, turn) if metered else encode(turn)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    completion = await _collect_unless_gone(request, turn)
+    if metered:
+        await _charge(request, turn)
+    return JSON(completion, headers=None if status is None else {"X-Cache": status})
+
+
+async def _metered(request: Request, turn: Answer) -> AsyncIterator[bytes]:
+    async for event in encode(turn):
+        yield event
+    await _charge(request, turn)
+
+
+async def _charge(request: Request, turn: Answer) -> None:
+    """The answer's tokens against the key's TPM limit (cache hits cost the upstream none)."""
+    usage = turn.usage or {}
+    await charge(request, (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
 
 
 async def _collect_unless_gone(request: Request, turn: Answer) -> dict[str, Any]:

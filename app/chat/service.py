@@ -17,6 +17,8 @@ from app.chat.tool_loop import LoopSettings, ToolTurn
 from app.chat.turn import Answer, Turn
 from app.config import Settings
 from app.errors import GatewayError, InvalidRequest
+from app.memory.cache import Caches
+from app.memory.replay import CachedAnswer, CacheStatus, StoringAnswer
 from app.providers.router import Needs, Route, Router
 from app.tools import detector
 from app.tools.detector import Detected
@@ -31,7 +33,12 @@ _OPENWEBUI_TASK = "### Task:"
 
 class ChatService:
     def __init__(
-        self, router: Router, persona: Persona, registry: ToolRegistry, settings: Settings
+        self,
+        router: Router,
+        persona: Persona,
+        registry: ToolRegistry,
+        settings: Settings,
+        caches: Caches | None = None,
     ) -> None:
         self._router = router
         self._persona = persona
@@ -44,17 +51,45 @@ class ChatService:
             activity_in_content=settings.tool_activity_in_content,
         )
         self._without_function_calling: set[str] = set()
+        self._caches = caches
 
     async def start(
         self, body: dict[str, Any], *, stream: bool, include_usage: bool, needs: Needs
     ) -> Answer:
         """Route `body` (a validated OpenAI chat request) and wait for the answer's first chunk,
-        so that failures before it can still be answered with an HTTP status."""
+        so that failures before it can still be answered with an HTTP status. A cacheable
+        request is answered from the response cache when it can be, and stored when not."""
         upstream = {**body, "messages": self._persona.apply(body["messages"])}
-        client_tools = {_tool_name(t) for t in body.get("tools") or []}
-        if not self._tools_apply(body, needs, client_tools):
-            return await self._plain(upstream, include_usage, needs)
+        upstream.pop("cache", None)  # the gateway's own field: upstreams refuse unknown ones
+        caches = self._caches
+        if caches is None or not caches.llm.wants(body, needs.choices):
+            return await self._answer(upstream, stream, include_usage, needs)
+        cache = caches.llm
         route = await self._router.resolve(body.get("model"))
+        key = cache.key(upstream, route.id, self._registry.enabled)
+        cached = await cache.get(key)
+        if cached is not None:
+            return CachedAnswer(cached, include_usage=include_usage)
+        status: CacheStatus = "miss" if cache.available else "bypass"
+        answer = await self._answer(upstream, stream, include_usage, needs)
+        return StoringAnswer(
+            answer,
+            cache=cache,
+            key=key,
+            model=route.id,
+            status=status,
+            tool_ttl=caches.tools.ttl,
+            tool_status_in_stream=self._loop.activity_in_content,
+        )
+
+    async def _answer(
+        self, upstream: dict[str, Any], stream: bool, include_usage: bool, needs: Needs
+    ) -> Answer:
+        """The answer of `upstream` (the request with the persona applied)."""
+        client_tools = {_tool_name(t) for t in upstream.get("tools") or []}
+        if not self._tools_apply(upstream, needs, client_tools):
+            return await self._plain(upstream, include_usage, needs)
+        route = await self._router.resolve(upstream.get("model"))
 
         def tool_turn(detected: Detected | None) -> ToolTurn:
             return ToolTurn(
@@ -109,6 +144,10 @@ class ChatService:
         found = detector.detect(text, enabled)
         if found is not None or mode != "model":
             return found
+        intent = self._caches.intent if self._caches else None
+        if intent is not None and (hit := await intent.get(text, enabled, route.id)) is not None:
+            cached: Detected | None = hit.value
+            return cached
         question = {
             "model": route.id,
             "messages": [
@@ -130,7 +169,10 @@ class ChatService:
             log.warning("tool classification by %s failed: %s", route.id, exc.message)
             return None
         content = reply["choices"][0]["message"].get("content") or ""
-        return detector.parse_classification(content, enabled)
+        found = detector.parse_classification(content, enabled)
+        if intent is not None:
+            await intent.put(text, enabled, route.id, found)
+        return found
 
 
 def _tool_name(tool: dict[str, Any]) -> str:
