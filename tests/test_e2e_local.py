@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -148,3 +151,39 @@ def test_the_local_model_reports_the_tools_it_was_given(local_tools_gateway: str
     assert used["name"] == "time"
     assert used["arguments"] == {"zone": "Tokyo"}
     assert used["ok"] is True
+
+
+def test_alice_is_remembered_by_a_real_model_after_folding(redis_url: str) -> None:
+    """The seed's scenario with the embedded model as the provider: the fold runs on the real
+    model; whatever it writes, the stored summary keeps the user's name for the next turn."""
+    pytest.importorskip("llama_cpp")
+    from app.main import create_app
+    from tests.conftest import gateway_settings
+    from tests.fakes.serve import serve
+
+    settings = gateway_settings(
+        local_enabled=True, local_max_tokens=16, short_term_k=1, token_budget=300
+    )
+    with serve(create_app(settings)) as url:
+
+        def say(message: str, session_id: str | None = None) -> dict[str, Any]:
+            body = {"user_id": "alice", "message": message, "session_id": session_id}
+            resp = httpx.post(f"{url}/chat", json=body, timeout=120)
+            assert resp.status_code == 200, resp.text
+            answer: dict[str, Any] = resp.json()
+            return answer
+
+        session_id = say("My name is Alice.")["session_id"]
+        say("I like green tea.", session_id)
+        summary = ""
+        for _ in range(120):
+            summary = httpx.get(f"{url}/v1/sessions/{session_id}").json()["summary"]
+            if summary:
+                break
+            time.sleep(0.5)
+        assert "Alice" in summary
+        third = say("What is my name?", session_id)
+        assert third["answer"].strip()
+        metrics = httpx.get(f"{url}/v1/metrics/{session_id}").json()
+        assert metrics["turns"] == 3
+        assert metrics["last"]["history_turns"] <= 1

@@ -72,6 +72,30 @@ def transcript(summary: str, turns: Sequence[Message]) -> str:
     return f"Summary so far:\n{summary.strip() or '(none yet)'}\n\nNew turns:\n" + "\n".join(lines)
 
 
+def usable(summary: str) -> bool:
+    """False for an empty summary or one that repeats the instructions (small base models do)."""
+    return bool(summary) and FOLD_PROMPT[:40] not in summary
+
+
+def extractive(
+    summary: str, turns: Sequence[Message], limit: int, count: Callable[[str], int]
+) -> str:
+    """A summary made without the model: the one so far, then what the user said, oldest first,
+    cut at `limit` tokens (so the facts given first, such as a name, are the ones kept)."""
+    parts = [summary.strip()] if summary.strip() else []
+    parts += [
+        f"The user said: {' '.join(text_of(m).split())}"
+        for m in turns
+        if m.get("role") == "user" and text_of(m).strip()
+    ]
+    kept: list[str] = []
+    for part in parts:
+        if count("\n".join([*kept, part])) > limit:
+            break
+        kept.append(part)
+    return "\n".join(kept)
+
+
 class Folder:
     def __init__(
         self, router: Router, store: SessionStore, settings: Settings, background: Background
@@ -107,6 +131,13 @@ class Folder:
                 counter=counter,
             )[0]
             summary = await self.summarise(model, session.summary, batch)
+            if not usable(summary):
+                limit = self._settings.token_budget // SUMMARY_SHARE
+                summary = extractive(session.summary, batch, limit, counter.count)
+                log.info(
+                    "session %s: the model's summary was unusable, kept the user's words",
+                    session_id,
+                )
             now = session.folded + len(batch)
             if not summary or not await self._store.save_summary(
                 session_id, summary, was=session.folded, now=now

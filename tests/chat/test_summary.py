@@ -10,7 +10,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.chat.summary import FOLD_PROMPT, SUMMARY_SHARE, Background, Folder, transcript
+from app.chat.context import ESTIMATE
+from app.chat.summary import (
+    FOLD_PROMPT,
+    SUMMARY_SHARE,
+    Background,
+    Folder,
+    extractive,
+    transcript,
+    usable,
+)
 from app.memory.sessions import SessionStore, TurnRecord
 from app.ops.redis import connect
 from app.providers.factory import build_providers
@@ -189,3 +198,20 @@ def test_transcript() -> None:
         "Summary so far:\n(none yet)\n\nNew turns:\nUser: hi\nAssistant: hello"
     )
     assert transcript("Known.", turns[:1]).startswith("Summary so far:\nKnown.\n\n")
+
+
+def test_a_summary_that_repeats_the_instructions_is_not_used() -> None:
+    assert usable("Alice likes green tea.")
+    assert not usable("")
+    assert not usable(f"Sure. {FOLD_PROMPT}")
+
+
+def test_the_extractive_summary_keeps_what_the_user_said_first() -> None:
+    turns = [
+        {"role": "user", "content": "My name is   Alice."},
+        {"role": "assistant", "content": "Hello Alice!"},
+        {"role": "user", "content": "I like green tea. " * 40},
+    ]
+    text = extractive("Earlier: a chat about weather.", turns, 30, ESTIMATE.count)
+    assert text == "Earlier: a chat about weather.\nThe user said: My name is Alice."
+    assert extractive("", turns[:2], 30, ESTIMATE.count) == "The user said: My name is Alice."
