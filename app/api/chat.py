@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -44,9 +45,11 @@ async def chat_completions(request: Request) -> Response:
         events = _metered(request, turn) if metered else encode(turn)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     completion = await _collect_unless_gone(request, turn)
-    if metered:
-        await _charge(request, turn)
-    return JSON(completion, headers=None if status is None else {"X-Cache": status})
+    return JSON(
+        completion,
+        headers=None if status is None else {"X-Cache": status},
+        background=BackgroundTask(_charge, request, turn) if metered else None,
+    )
 
 
 async def _metered(request: Request, turn: Answer) -> AsyncIterator[bytes]:

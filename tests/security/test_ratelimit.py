@@ -408,6 +408,7 @@ def test_tokens_per_minute_are_charged_after_each_answer(
         assert list(client.chat.completions.create(**ask, stream=True))
     else:
         assert client.chat.completions.create(**ask).usage.prompt_tokens > 20
+    time.sleep(0.2)  # the charge is made just after the answer has been sent
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(**ask)
     assert refused.value.code == "rate_limit_exceeded"
