@@ -13,6 +13,7 @@ from app.api.deps import RedisDep
 from app.api.responses import JSON
 from app.errors import GatewayError
 from app.memory import cache
+from app.ops.redis import probe as probe_redis
 
 router = APIRouter(tags=["cache"])
 _T = TypeVar("_T")
@@ -26,7 +27,7 @@ class CacheUnavailable(GatewayError):
 @router.get("/cache/health")
 async def cache_health(redis: RedisDep) -> Response:
     """Whether Redis answers, and how fast: 200 when it does, 503 when not."""
-    probe = await cache.ping(redis)
+    probe = await probe_redis(redis)
     return JSON(probe, status_code=200 if probe["status"] == "up" else 503)
 
 

@@ -9,7 +9,6 @@ request.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -36,7 +35,6 @@ _SCAN_COUNT = 1000
 _KEYS_LIMIT = 100_000
 _MEMORY_SAMPLE = 1000
 _UNLINK_BATCH = 500
-_PING_TIMEOUT = 3.0
 # One round trip per lookup: the value, and the hit or miss counted.
 _GET_COUNTED = """
 local value = redis.call('GET', KEYS[1])
@@ -229,20 +227,6 @@ def _digest(value: Any) -> str:
     """SHA-256 of `value` as canonical JSON (sorted keys)."""
     data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(data).hexdigest()
-
-
-async def ping(redis: aioredis.Redis) -> dict[str, Any]:
-    """`{"status": "up" | "down", "latency_ms", "detail"}` of one PING."""
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(_PING_TIMEOUT):
-            await redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        status, detail = "down", str(exc) or "no answer within the probe timeout"
-    else:
-        status, detail = "up", "PONG"
-    latency = round((time.perf_counter() - started) * 1000, 3)
-    return {"status": status, "latency_ms": latency, "detail": detail}
 
 
 async def stats(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:

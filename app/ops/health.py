@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.errors import GatewayError
+from app.ops.redis import probe as probe_redis
 from app.providers.base import Provider
 from app.providers.breaker import BreakerState
 from app.providers.router import Router
@@ -37,7 +37,7 @@ class HealthChecker:
                 names = list(self._router.providers)
                 *probes, self._redis_probe = await asyncio.gather(
                     *(_probe(self._router.providers[name]) for name in names),
-                    _probe_redis(self._redis),
+                    probe_redis(self._redis),
                 )
                 self._probes = dict(zip(names, probes, strict=True))
                 self._at = time.monotonic()
@@ -75,16 +75,3 @@ async def _probe(provider: Provider) -> dict[str, Any]:
         reachable = True
     latency = round((time.perf_counter() - started) * 1000, 1)
     return {"reachable": reachable, "detail": detail, "latency_ms": latency}
-
-
-async def _probe_redis(redis: aioredis.Redis) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(_PROBE_TIMEOUT):
-            await redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        status, detail = "down", str(exc) or "no answer within the probe timeout"
-    else:
-        status, detail = "up", "PONG"
-    latency = round((time.perf_counter() - started) * 1000, 1)
-    return {"status": status, "detail": detail, "latency_ms": latency}

@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -130,3 +131,20 @@ async def open_redis(settings: Settings) -> tuple[aioredis.Redis, EmbeddedRedis 
         await embedded.start()
         url = embedded.url
     return connect(url, settings.redis_timeout), embedded
+
+
+_PROBE_TIMEOUT = 3.0
+
+
+async def probe(redis: aioredis.Redis) -> dict[str, Any]:
+    """`{"status": "up" | "down", "detail", "latency_ms"}` of one PING."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        status, detail = "down", str(exc) or "no answer within the probe timeout"
+    else:
+        status, detail = "up", "PONG"
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return {"status": status, "detail": detail, "latency_ms": latency}

@@ -14,9 +14,10 @@ from app.chat.turn import collect
 from app.config import Settings
 from app.errors import ToolError
 from app.memory import cache as cache_module
-from app.memory.cache import STATS_KEY, Caches, invalidate, ping, stats
+from app.memory.cache import STATS_KEY, Caches, invalidate, stats
 from app.memory.replay import CachedAnswer, StoringAnswer, cache_status
 from app.ops.redis import connect
+from app.ops.redis import probe as ping
 from app.providers.base import Chunk
 from app.tools.detector import Detected
 from app.tools.registry import ToolRegistry
