@@ -72,24 +72,40 @@ def transcript(summary: str, turns: Sequence[Message]) -> str:
     return f"Summary so far:\n{summary.strip() or '(none yet)'}\n\nNew turns:\n" + "\n".join(lines)
 
 
+USER_SAID = "The user said:"
+
+
 def usable(summary: str) -> bool:
-    """False for an empty summary or one that repeats the instructions (small base models do)."""
-    return bool(summary) and FOLD_PROMPT[:40] not in summary
+    """False for an empty summary, or one that repeats the instructions or its own lines, as
+    small base models do."""
+    lines = [line.strip() for line in summary.splitlines() if line.strip()]
+    return bool(lines) and FOLD_PROMPT[:40] not in summary and len(set(lines)) == len(lines)
 
 
-def extractive(
-    summary: str, turns: Sequence[Message], limit: int, count: Callable[[str], int]
+def compose(
+    prose: str,
+    previous: str,
+    turns: Sequence[Message],
+    limit: int,
+    count: Callable[[str], int],
 ) -> str:
-    """A summary made without the model: the one so far, then what the user said, oldest first,
-    cut at `limit` tokens (so the facts given first, such as a name, are the ones kept)."""
-    parts = [summary.strip()] if summary.strip() else []
-    parts += [
-        f"The user said: {' '.join(text_of(m).split())}"
+    """The summary to store: the model's prose (when usable, in at most half of `limit` tokens),
+    then what the user said in their own words, oldest first, kept across folds, cut at `limit`
+    tokens. Whatever the model writes, the facts the user gave first, such as a name, stay."""
+    said = [line for line in previous.splitlines() if line.startswith(USER_SAID)]
+    said += [
+        f"{USER_SAID} {' '.join(text_of(m).split())}"
         for m in turns
         if m.get("role") == "user" and text_of(m).strip()
     ]
+    parts = []
+    if usable(prose):
+        prose = "\n".join(line for line in prose.splitlines() if not line.startswith(USER_SAID))
+        while prose and count(prose) > limit // 2:
+            prose = prose[: len(prose) * 3 // 4].rsplit(" ", 1)[0]
+        parts.append(prose.strip())
     kept: list[str] = []
-    for part in parts:
+    for part in [*filter(None, parts), *said]:
         if count("\n".join([*kept, part])) > limit:
             break
         kept.append(part)
@@ -130,14 +146,9 @@ class Folder:
                 budget=self._settings.token_budget,
                 counter=counter,
             )[0]
-            summary = await self.summarise(model, session.summary, batch)
-            if not usable(summary):
-                limit = self._settings.token_budget // SUMMARY_SHARE
-                summary = extractive(session.summary, batch, limit, counter.count)
-                log.info(
-                    "session %s: the model's summary was unusable, kept the user's words",
-                    session_id,
-                )
+            prose = await self.summarise(model, session.summary, batch)
+            limit = self._settings.token_budget // SUMMARY_SHARE
+            summary = compose(prose, session.summary, batch, limit, counter.count)
             now = session.folded + len(batch)
             if not summary or not await self._store.save_summary(
                 session_id, summary, was=session.folded, now=now

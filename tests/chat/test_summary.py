@@ -16,7 +16,7 @@ from app.chat.summary import (
     SUMMARY_SHARE,
     Background,
     Folder,
-    extractive,
+    compose,
     transcript,
     usable,
 )
@@ -200,18 +200,36 @@ def test_transcript() -> None:
     assert transcript("Known.", turns[:1]).startswith("Summary so far:\nKnown.\n\n")
 
 
-def test_a_summary_that_repeats_the_instructions_is_not_used() -> None:
-    assert usable("Alice likes green tea.")
+def test_a_summary_that_repeats_the_instructions_or_itself_is_not_used() -> None:
+    assert usable("Alice likes green tea.\nShe asked about Paris.")
     assert not usable("")
     assert not usable(f"Sure. {FOLD_PROMPT}")
+    assert not usable("You are a helpful assistant.\nYou are a helpful assistant.")
 
 
-def test_the_extractive_summary_keeps_what_the_user_said_first() -> None:
-    turns = [
-        {"role": "user", "content": "My name is   Alice."},
-        {"role": "assistant", "content": "Hello Alice!"},
-        {"role": "user", "content": "I like green tea. " * 40},
-    ]
-    text = extractive("Earlier: a chat about weather.", turns, 30, ESTIMATE.count)
-    assert text == "Earlier: a chat about weather.\nThe user said: My name is Alice."
-    assert extractive("", turns[:2], 30, ESTIMATE.count) == "The user said: My name is Alice."
+TURNS = [
+    {"role": "user", "content": "My name is   Alice."},
+    {"role": "assistant", "content": "Hello Alice!"},
+    {"role": "user", "content": "I like green tea. " * 40},
+]
+
+
+def test_the_summary_keeps_the_users_words_after_the_models_prose() -> None:
+    text = compose("Alice introduced herself.", "", TURNS[:2], 60, ESTIMATE.count)
+    assert text == "Alice introduced herself.\nThe user said: My name is Alice."
+
+
+def test_junk_prose_is_dropped_and_the_oldest_words_are_kept_across_folds() -> None:
+    first = compose("x\nx", "", TURNS, 30, ESTIMATE.count)
+    assert first == "The user said: My name is Alice."
+    second = compose(
+        "A chat.", first, [{"role": "user", "content": "I live in Oslo."}], 60, ESTIMATE.count
+    )
+    assert second == "A chat.\nThe user said: My name is Alice.\nThe user said: I live in Oslo."
+
+
+def test_long_prose_takes_at_most_half_the_room() -> None:
+    prose = "Alice talked about many things at length. " * 30
+    text = compose(prose, "", TURNS[:2], 80, ESTIMATE.count)
+    assert text.endswith("The user said: My name is Alice.")
+    assert ESTIMATE.count(text.split("\nThe user said:")[0]) <= 40
