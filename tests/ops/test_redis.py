@@ -73,21 +73,21 @@ async def test_a_stopped_embedded_server_is_stopped_once(tmp_path: Path) -> None
 
 def test_health_is_degraded_while_redis_is_down(make_gateway: MakeGateway, tmp_path: Path) -> None:
     process = start_redis(tmp_path)
-    url = make_gateway(redis_url=f"unix://{tmp_path}/redis.sock")
-    report = httpx.get(f"{url}/health").json()
-    assert report["status"] == "ok"
-    assert report["redis"]["status"] == "up"
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
     try:
+        url = make_gateway(redis_url=f"unix://{tmp_path}/redis.sock")
+        report = httpx.get(f"{url}/health").json()
+        assert report["status"] == "ok"
+        assert report["redis"]["status"] == "up"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
         time.sleep(2.1)  # the report is cached for 2 s
         report = httpx.get(f"{url}/health").json()
         assert report["status"] == "degraded"
         assert report["redis"]["status"] == "down"
         assert httpx.get(f"{url}/health/ready").status_code == 200
-    finally:
         process = start_redis(tmp_path)
-    time.sleep(2.1)
-    assert httpx.get(f"{url}/health").json()["redis"]["status"] == "up"
-    process.terminate()
-    process.wait(10)
+        time.sleep(2.1)
+        assert httpx.get(f"{url}/health").json()["redis"]["status"] == "up"
+    finally:
+        process.terminate()
+        process.wait(10)
