@@ -25,7 +25,6 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
-from app.chat.persona import Persona, load_persona
 from app.chat.stateful import Ask, Event, StatefulChat
 from app.chat.summary import Background, Folder
 from app.config import Settings
@@ -40,18 +39,12 @@ USER_HEADER = "x-openwebui-user-id"
 
 
 class _Runtime:
-    """What outlives a request: the background folds, the persona, the start time."""
+    """What outlives a request: the background folds and the start time."""
 
     def __init__(self) -> None:
         self.background = Background()
         self.started = time.monotonic()
         self.started_at = int(time.time())
-        self._persona: Persona | None = None
-
-    def persona(self, settings: Settings) -> Persona:
-        if self._persona is None:
-            self._persona = load_persona(settings.persona_path)
-        return self._persona
 
 
 @asynccontextmanager
@@ -127,7 +120,7 @@ def _stateful(request: Request) -> StatefulChat:
         router=request.state.router,
         store=store,
         folder=Folder(request.state.router, store, settings, runtime.background),
-        persona=runtime.persona(settings),
+        persona=request.state.chat.persona,
         settings=settings,
     )
 

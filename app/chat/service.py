@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.chat.context import text_of
 from app.chat.persona import Persona
-from app.chat.tool_loop import LoopSettings, ToolTurn
+from app.chat.tool_loop import LoopSettings, ToolTurn, tool_name
 from app.chat.turn import Answer, Turn
 from app.config import Settings
 from app.errors import GatewayError, InvalidRequest
@@ -41,7 +42,7 @@ class ChatService:
         caches: Caches | None = None,
     ) -> None:
         self._router = router
-        self._persona = persona
+        self.persona = persona
         self._registry = registry
         self._settings = settings
         self._loop = LoopSettings(
@@ -59,7 +60,7 @@ class ChatService:
         """Route `body` (a validated OpenAI chat request) and wait for the answer's first chunk,
         so that failures before it can still be answered with an HTTP status. A cacheable
         request is answered from the response cache when it can be, and stored when not."""
-        upstream = {**body, "messages": self._persona.apply(body["messages"])}
+        upstream = {**body, "messages": self.persona.apply(body["messages"])}
         upstream.pop("cache", None)  # the gateway's own field: upstreams refuse unknown ones
         caches = self._caches
         if caches is None or not caches.llm.wants(body, needs.choices):
@@ -86,7 +87,7 @@ class ChatService:
         self, upstream: dict[str, Any], stream: bool, include_usage: bool, needs: Needs
     ) -> Answer:
         """The answer of `upstream` (the request with the persona applied)."""
-        client_tools = {_tool_name(t) for t in upstream.get("tools") or []}
+        client_tools = {tool_name(t) for t in upstream.get("tools") or []}
         if not self._tools_apply(upstream, needs, client_tools):
             return await self._plain(upstream, include_usage, needs)
         route = await self._router.resolve(upstream.get("model"))
@@ -175,19 +176,7 @@ class ChatService:
         return found
 
 
-def _tool_name(tool: dict[str, Any]) -> str:
-    return str((tool.get("function") or {}).get("name", ""))
-
-
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(
-                    str(part.get("text", "")) for part in content if part.get("type") == "text"
-                )
-            return content if isinstance(content, str) else ""
-        if message.get("role") in ("assistant", "tool"):
-            return ""
-    return ""
+    """The text of the last message when a user sent it, else empty (a tool round goes on)."""
+    last = messages[-1] if messages else {}
+    return text_of(last) if last.get("role") == "user" else ""

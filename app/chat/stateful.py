@@ -33,7 +33,7 @@ from app.chat.context import Packed, TokenCounter, counter_for, fold_count, pack
 from app.chat.persona import Persona
 from app.chat.service import ChatService
 from app.chat.summary import Folder
-from app.chat.tool_loop import ToolTurn
+from app.chat.tool_loop import RUNNING, ToolTurn
 from app.chat.turn import Answer, Turn
 from app.config import Settings
 from app.errors import GatewayError, NotFound
@@ -228,8 +228,8 @@ class StatefulTurn:
             async for item in self._answer.chunks():
                 if isinstance(item, str):
                     # The tool loop says "running <names>" as its tools start, then keeps alive.
-                    if item.startswith("running "):
-                        for name in item.removeprefix("running ").split(", "):
+                    if item.startswith(RUNNING):
+                        for name in item.removeprefix(RUNNING).split(", "):
                             yield Event("tool_call_started", {"name": name, "index": started_tools})
                             started_tools += 1
                     yield item

@@ -24,6 +24,9 @@ from app.providers.router import Needs, OpenStream, Router
 from app.tools.detector import Detected
 from app.tools.registry import ToolOutcome, ToolRegistry
 
+RUNNING = "running "
+"""The keep-alive comment that announces the tools of a round: `running <name>, <name>`."""
+
 
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
@@ -193,7 +196,7 @@ class ToolTurn:
                 self._role_sent = True
             status = "".join(f"> Running tool: {c.name}\n" for c in calls) + "\n"
             yield self._chunk({"content": ("\n\n" if self._content_sent else "") + status})
-        yield f"running {names}"
+        yield RUNNING + names
         tasks = [
             asyncio.ensure_future(
                 self._registry.call(c.name, arguments if arguments is not None else c.arguments)
@@ -217,7 +220,7 @@ class ToolTurn:
         body = {**self._body, "messages": messages}
         if not first:  # a "required" or named choice was the first step's; it would loop
             body.pop("tool_choice", None)
-        tools = [t for t in body.get("tools") or [] if _name(t) in self._client_tools]
+        tools = [t for t in body.get("tools") or [] if tool_name(t) in self._client_tools]
         if server_tools:
             tools += self._registry.schemas(exclude=self._client_tools)
         if tools:
@@ -251,7 +254,8 @@ class ToolTurn:
         self.usage = total
 
 
-def _name(tool: dict[str, Any]) -> str:
+def tool_name(tool: dict[str, Any]) -> str:
+    """The function name of an OpenAI `tools` entry."""
     return str((tool.get("function") or {}).get("name", ""))
 
 
