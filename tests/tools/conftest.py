@@ -1,11 +1,17 @@
-"""A fake Open-Meteo on loopback, shared by the weather and time tools' tests."""
+"""Shared by the tools' tests: a fake Open-Meteo on loopback, and a registry holding one
+plugin's tools."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
+from app.config import Settings
+from app.tools.context import Plugin, ToolContext
+from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.serve import serve
 
@@ -19,3 +25,16 @@ def meteo() -> FakeOpenMeteo:
 def meteo_url(meteo: FakeOpenMeteo) -> Iterator[str]:
     with serve(meteo.app) as url:
         yield url
+
+
+@asynccontextmanager
+async def registry_of(plugin: Plugin, **settings: Any) -> AsyncIterator[ToolRegistry]:
+    """A registry with `plugin`'s tools enabled, built on `settings`; closed afterwards."""
+    context = ToolContext.open(Settings(_env_file=None, **settings))
+    registry = ToolRegistry(timeout=10, result_max_chars=8000)
+    plugin(registry.register, context)
+    registry.enable(None)
+    try:
+        yield registry
+    finally:
+        await context.aclose()

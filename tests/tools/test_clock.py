@@ -9,23 +9,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.config import Settings
 from app.errors import InvalidRequest, ToolError
 from app.tools import clock
-from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.serve import free_port
+from tests.tools.conftest import registry_of
 
 
 async def _registry(base_url: str) -> AsyncIterator[ToolRegistry]:
-    settings = Settings(_env_file=None, weather_geocoding_url=f"{base_url}/v1/search")
-    context = ToolContext.open(settings)
-    registry = ToolRegistry(timeout=10, result_max_chars=8000)
-    clock.register_tools(registry.register, context)
-    registry.enable(None)
-    yield registry
-    await context.aclose()
+    async with registry_of(
+        clock.register_tools, weather_geocoding_url=f"{base_url}/v1/search"
+    ) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -6,27 +6,21 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.config import Settings
 from app.errors import InvalidRequest, ToolError
 from app.tools import weather
-from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.serve import free_port
+from tests.tools.conftest import registry_of
 
 
 async def _registry(base_url: str) -> AsyncIterator[ToolRegistry]:
-    settings = Settings(
-        _env_file=None,
+    async with registry_of(
+        weather.register_tools,
         weather_geocoding_url=f"{base_url}/v1/search",
         weather_forecast_url=f"{base_url}/v1/forecast",
-    )
-    context = ToolContext.open(settings)
-    registry = ToolRegistry(timeout=10, result_max_chars=8000)
-    weather.register_tools(registry.register, context)
-    registry.enable(None)
-    yield registry
-    await context.aclose()
+    ) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from app.config import Settings
 from app.errors import InvalidRequest, ToolError
 from app.tools import wikipedia
-from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.mediawiki import FakeMediaWiki
 from tests.fakes.serve import free_port, serve
+from tests.tools.conftest import registry_of
 
 
 @pytest.fixture
@@ -28,12 +27,8 @@ def wiki_url(wiki: FakeMediaWiki) -> Iterator[str]:
 
 async def _registry(base_url: str, **settings: str) -> AsyncIterator[ToolRegistry]:
     api = f"{base_url}/{{language}}/w/api.php"
-    context = ToolContext.open(Settings(_env_file=None, wikipedia_api_url=api, **settings))
-    registry = ToolRegistry(timeout=10, result_max_chars=8000)
-    wikipedia.register_tools(registry.register, context)
-    registry.enable(None)
-    yield registry
-    await context.aclose()
+    async with registry_of(wikipedia.register_tools, wikipedia_api_url=api, **settings) as registry:
+        yield registry
 
 
 @pytest.fixture
