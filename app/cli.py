@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings()
-        setup_logging(settings.log_level)
+        setup_logging(settings.server.log_level)
         app = create_app(settings)
     except ConfigError as exc:
         print(f"ai-gateway: {exc}", file=sys.stderr)
@@ -44,8 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     _tune_gc()
     uvicorn.run(
         app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         log_config=None,
@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:
     """The file named by --file, else API_KEYS_FILE, else keys.yaml; and whether the gateway
     reads it (API_KEYS_FILE names it)."""
-    configured = load_settings().api_keys_file
+    configured = load_settings().security.api_keys_file
     path: Path = args.file or configured or DEFAULT_KEYS_FILE
     return path, configured is not None and configured.resolve() == path.resolve()
 

@@ -1,10 +1,23 @@
-"""The gateway's settings: one `Settings`, read from the environment and `.env`."""
+"""The gateway's settings, in sections: each section reads its own environment names (and `.env`)
+and each component is given only the sections it uses.
+
+| section   | what                                                              |
+|-----------|-------------------------------------------------------------------|
+| server    | where to listen, logging, the data directory, persona, CORS       |
+| providers | routing, fallbacks, timeouts, retries, breakers, each provider    |
+| tools     | which tools, their limits, the tool loop, each tool's services    |
+| state     | Redis, sessions, context packing, caches                          |
+| security  | API keys, rate limits, whom a request may act for                 |
+
+The knowledge, ops and agents issues add their own sections the same way.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,20 +25,52 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(BaseSettings):
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _empty_is_unset(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _http_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+class _Section(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
     )
 
+
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9099, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     data_dir: Path = Path("data")
     persona_path: Path = Path("persona.json")
-    api_keys: CommaList = []
     cors_origins: CommaList = []
 
+    _cors = field_validator("cors_origins", mode="before")(_split)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ProviderSettings(_Section):
     default_model: str = ""
+    task_model: str = ""
     fallback_models: CommaList = []
     local_fallback: bool = False
 
@@ -58,6 +103,19 @@ class Settings(BaseSettings):
     local_threads: int = Field(0, ge=0)
     local_max_tokens: int = Field(512, ge=1)
 
+    _fallbacks = field_validator("fallback_models", mode="before")(_split)
+    _unset = field_validator("ollama_num_ctx", "ollama_keep_alive", mode="before")(_empty_is_unset)
+    _urls = field_validator("ollama_base_url", "openai_base_url", "llamacpp_base_url")(_http_url)
+
+    @property
+    def openai_url(self) -> str:
+        """OpenAI's URL when only a key is given; empty when the provider is not configured."""
+        if self.openai_base_url:
+            return self.openai_base_url
+        return "https://api.openai.com/v1" if self.openai_api_key else ""
+
+
+class ToolSettings(_Section):
     enabled_tools: CommaList | None = None
     tool_timeout: float = Field(20.0, gt=0)
     max_tool_steps: int = Field(5, ge=1, le=50)
@@ -83,40 +141,10 @@ class Settings(BaseSettings):
     weather_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
     weather_forecast_url: str = "https://api.open-meteo.com/v1/forecast"
 
-    redis_url: str = ""
-    redis_timeout: float = Field(2.0, gt=0)
-    session_ttl: float = Field(30 * 86400.0, gt=0)
-    max_session_messages: int = Field(200, ge=2)
-    token_budget: int = Field(3000, ge=256)
-    short_term_k: int = Field(6, ge=1)
-    llm_cache_ttl: float = Field(3600.0, ge=0)
-    tool_cache_ttl: CommaList = [
-        "calculator=86400",
-        "wikipedia=86400",
-        "web_search=3600",
-        "fetch_url=3600",
-        "search_and_fetch=3600",
-        "weather=600",
-    ]
-    api_keys_file: Path | None = None
-    rate_limit_rpm: int | None = Field(None, ge=1)
-    rate_limit_tpm: int | None = Field(None, ge=1)
-    rate_limit_fail_open: bool = False
-    trust_user_headers: bool = False
-
-    @field_validator(
-        "api_keys",
-        "fallback_models",
-        "cors_origins",
-        "fetch_allowed_networks",
-        "tool_cache_ttl",
-        mode="before",
+    _networks_split = field_validator("fetch_allowed_networks", mode="before")(_split)
+    _urls = field_validator("wikipedia_api_url", "weather_geocoding_url", "weather_forecast_url")(
+        _http_url
     )
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
 
     @field_validator("enabled_tools", mode="before")
     @classmethod
@@ -139,6 +167,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network such as 10.0.0.0/8") from None
         return value
 
+
+class StateSettings(_Section):
+    redis_url: str = ""
+    redis_timeout: float = Field(2.0, gt=0)
+    session_ttl: float = Field(30 * 86400.0, gt=0)
+    max_session_messages: int = Field(200, ge=2)
+    token_budget: int = Field(3000, ge=256)
+    short_term_k: int = Field(6, ge=1)
+    llm_cache_ttl: float = Field(3600.0, ge=0)
+    tool_cache_ttl: CommaList = [
+        "calculator=86400",
+        "wikipedia=86400",
+        "web_search=3600",
+        "fetch_url=3600",
+        "search_and_fetch=3600",
+        "weather=600",
+    ]
+
+    _ttl_split = field_validator("tool_cache_ttl", mode="before")(_split)
+
     @field_validator("tool_cache_ttl")
     @classmethod
     def _tool_ttls(cls, value: list[str]) -> list[str]:
@@ -158,56 +206,65 @@ class Settings(BaseSettings):
         pairs = (item.partition("=") for item in self.tool_cache_ttl)
         return {name.strip(): float(seconds) for name, _, seconds in pairs}
 
-    @field_validator(
-        "ollama_num_ctx",
-        "ollama_keep_alive",
-        "api_keys_file",
-        "rate_limit_rpm",
-        "rate_limit_tpm",
-        mode="before",
+
+class SecuritySettings(_Section):
+    api_keys: CommaList = []
+    api_keys_file: Path | None = None
+    rate_limit_rpm: int | None = Field(None, ge=1)
+    rate_limit_tpm: int | None = Field(None, ge=1)
+    rate_limit_fail_open: bool = False
+    trust_user_headers: bool = False
+
+    _keys = field_validator("api_keys", mode="before")(_split)
+    _unset = field_validator("api_keys_file", "rate_limit_rpm", "rate_limit_tpm", mode="before")(
+        _empty_is_unset
     )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator(
-        "ollama_base_url",
-        "openai_base_url",
-        "llamacpp_base_url",
-        "wikipedia_api_url",
-        "weather_geocoding_url",
-        "weather_forecast_url",
-    )
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings
+    providers: ProviderSettings
+    tools: ToolSettings
+    state: StateSettings
+    security: SecuritySettings
 
-    @property
-    def openai_url(self) -> str:
-        """OpenAI's URL when only a key is given; empty when the provider is not configured."""
-        if self.openai_base_url:
-            return self.openai_base_url
-        return "https://api.openai.com/v1" if self.openai_api_key else ""
+
+SECTIONS: dict[str, type[_Section]] = {
+    "server": ServerSettings,
+    "providers": ProviderSettings,
+    "tools": ToolSettings,
+    "state": StateSettings,
+    "security": SecuritySettings,
+}
+
+
+def setting_names() -> list[str]:
+    """Every setting's environment name, lower case."""
+    return [name for section in SECTIONS.values() for name in section.model_fields]
 
 
 class ConfigError(Exception):
     """Settings that cannot work; the message says which and why."""
 
 
-def load_settings(**overrides: object) -> Settings:
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = ".".join(str(part) for part in err["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+def load_settings(_env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
+    """Every section from the environment and `_env_file`; `overrides` (flat setting names, as
+    in the environment) win over both."""
+    owner = {name: section for section, cls in SECTIONS.items() for name in cls.model_fields}
+    unknown = sorted(set(overrides) - set(owner))
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    built: dict[str, _Section] = {}
+    lines: list[str] = []
+    for section, cls in SECTIONS.items():
+        mine = {k: v for k, v in overrides.items() if owner[k] == section}
+        try:
+            built[section] = cls(_env_file=_env_file, **mine)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = ".".join(str(part) for part in err["loc"]).upper() or section
+                lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    return Settings(**built)  # type: ignore[arg-type]

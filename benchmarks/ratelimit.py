@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -43,9 +44,10 @@ from run import (
 
 sys.path.insert(0, str(ROOT))
 
-from app.ops.redis import EmbeddedRedis, connect
 from app.security.identity import Identity
-from app.security.ratelimit import RateLimiter, RateLimitMiddleware
+from app.security.ratelimit import RateLimitMiddleware
+from app.state.ratelimit import RateLimiter
+from app.state.redis import EmbeddedRedis, connect
 
 HUGE = 10**9  # requests and tokens per minute no run reaches
 LIMITED_KEY = "sk-bench-limited"
@@ -66,12 +68,13 @@ def stats(samples_us: list[float]) -> dict[str, float]:
 
 async def in_process(redis_url: str, calls: int) -> dict[str, Any]:
     redis = connect(redis_url, 2.0)
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(redis, fail_open=False)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
 
-    middleware = RateLimitMiddleware(app, limiter)
+    middleware = RateLimitMiddleware(app)
+    services = SimpleNamespace(limiter=limiter)
 
     async def receive() -> Any:
         return {}
@@ -86,7 +89,7 @@ async def in_process(redis_url: str, calls: int) -> dict[str, Any]:
                 scope = {
                     "type": "http",
                     "path": PATH,
-                    "state": {"redis": redis, "identity": identity},
+                    "state": {"services": services, "identity": identity},
                 }
                 started = time.perf_counter()
                 await middleware(scope, receive, send)
@@ -94,7 +97,7 @@ async def in_process(redis_url: str, calls: int) -> dict[str, Any]:
                 if round_ >= 500:
                     samples[name].append(elapsed)
             started = time.perf_counter()
-            await limiter.charge(redis, KEYS["rpm+tpm"], 100)
+            await limiter.charge(KEYS["rpm+tpm"], 100)
             if round_ >= 500:
                 samples["charge"].append((time.perf_counter() - started) * 1e6)
     finally:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.main import create_app
-from app.ops.redis import redis_server_binary
+from app.state.redis import redis_server_binary
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState, create_openai_upstream
 from tests.fakes.serve import serve
@@ -122,7 +122,7 @@ def gateway_settings(**overrides: Any) -> Settings:
         "enabled_tools": [],
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return load_settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
+from app.config import setting_names
 from app.security.keys import read_key_file
 from tests.conftest import MakeGateway
 from tests.fakes.openai_upstream import OpenAIUpstreamState
@@ -28,7 +28,7 @@ START_TIMEOUT = 30.0
 
 def child_env(**settings: str) -> dict[str, str]:
     """This environment (PYTHONPATH as is) without any gateway setting, plus `settings`."""
-    names = {name.upper() for name in Settings.model_fields}
+    names = {name.upper() for name in setting_names()}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
     env.update(OLLAMA_BASE_URL="", LOCAL_ENABLED="false", PYTHONUNBUFFERED="1")
     env.update(settings)

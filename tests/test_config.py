@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, load_settings, setting_names
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,26 +36,26 @@ DOCUMENTED = (
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the environment the tests run in."""
-    for name in Settings.model_fields:
+    for name in setting_names():
         monkeypatch.delenv(name.upper(), raising=False)
 
 
 def test_defaults() -> None:
-    settings = Settings(_env_file=None)
-    assert settings.host == "127.0.0.1"
-    assert settings.port == 9099
-    assert settings.request_timeout == 45
-    assert settings.total_timeout == 600
-    assert settings.log_level == "INFO"
-    assert settings.data_dir == Path("data")
-    assert settings.api_keys == []
-    assert settings.fallback_models == []
-    assert settings.default_model == ""
-    assert settings.ollama_base_url == "http://localhost:11434"
-    assert settings.ollama_auto_pull is True
-    assert settings.openai_url == ""
-    assert settings.llamacpp_base_url == ""
-    assert settings.models_cache_ttl == 10
+    settings = load_settings(_env_file=None)
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 9099
+    assert settings.providers.request_timeout == 45
+    assert settings.providers.total_timeout == 600
+    assert settings.server.log_level == "INFO"
+    assert settings.server.data_dir == Path("data")
+    assert settings.security.api_keys == []
+    assert settings.providers.fallback_models == []
+    assert settings.providers.default_model == ""
+    assert settings.providers.ollama_base_url == "http://localhost:11434"
+    assert settings.providers.ollama_auto_pull is True
+    assert settings.providers.openai_url == ""
+    assert settings.providers.llamacpp_base_url == ""
+    assert settings.providers.models_cache_ttl == 10
 
 
 def test_documented_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -82,48 +82,50 @@ def test_documented_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert set(env) == set(DOCUMENTED)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings = Settings(_env_file=None)
-    assert settings.host == "0.0.0.0"
-    assert settings.port == 8123
-    assert settings.default_model == "ollama/llama3.2"
-    assert settings.ollama_base_url == "http://ollama:11434"  # the trailing slash is dropped
-    assert settings.ollama_auto_pull is False
-    assert settings.openai_api_key == "sk-test"
-    assert settings.openai_base_url == "http://vllm:8000/v1"
-    assert settings.openai_url == "http://vllm:8000/v1"
-    assert settings.llamacpp_base_url == "http://llama:8080"
-    assert settings.local_model_path == "/models/tiny.gguf"
-    assert settings.fallback_models == ["openai/gpt-4o-mini", "llamacpp/qwen"]
-    assert settings.request_timeout == 12.5
-    assert settings.total_timeout == 99
-    assert settings.api_keys == ["k1", "k2"]
-    assert settings.log_level == "DEBUG"
-    assert settings.data_dir == tmp_path / "state"
-    assert settings.persona_path == tmp_path / "persona.json"
-    assert settings.models_cache_ttl == 0
-    assert settings.local_enabled is False
+    settings = load_settings(_env_file=None)
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.port == 8123
+    assert settings.providers.default_model == "ollama/llama3.2"
+    assert (
+        settings.providers.ollama_base_url == "http://ollama:11434"
+    )  # the trailing slash is dropped
+    assert settings.providers.ollama_auto_pull is False
+    assert settings.providers.openai_api_key == "sk-test"
+    assert settings.providers.openai_base_url == "http://vllm:8000/v1"
+    assert settings.providers.openai_url == "http://vllm:8000/v1"
+    assert settings.providers.llamacpp_base_url == "http://llama:8080"
+    assert settings.providers.local_model_path == "/models/tiny.gguf"
+    assert settings.providers.fallback_models == ["openai/gpt-4o-mini", "llamacpp/qwen"]
+    assert settings.providers.request_timeout == 12.5
+    assert settings.providers.total_timeout == 99
+    assert settings.security.api_keys == ["k1", "k2"]
+    assert settings.server.log_level == "DEBUG"
+    assert settings.server.data_dir == tmp_path / "state"
+    assert settings.server.persona_path == tmp_path / "persona.json"
+    assert settings.providers.models_cache_ttl == 0
+    assert settings.providers.local_enabled is False
 
 
 def test_environment_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("port", "7000")
-    assert Settings(_env_file=None).port == 7000
+    assert load_settings(_env_file=None).server.port == 7000
 
 
 def test_an_openai_key_alone_means_openai_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert Settings(_env_file=None).openai_url == "https://api.openai.com/v1"
+    assert load_settings(_env_file=None).providers.openai_url == "https://api.openai.com/v1"
 
 
 def test_an_empty_base_url_disables_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_BASE_URL", "")
-    assert Settings(_env_file=None).ollama_base_url == ""
+    assert load_settings(_env_file=None).providers.ollama_base_url == ""
 
 
 def test_a_single_api_key_and_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEYS", " only-one ")
-    assert Settings(_env_file=None).api_keys == ["only-one"]
+    assert load_settings(_env_file=None).security.api_keys == ["only-one"]
     monkeypatch.setenv("API_KEYS", "")
-    assert Settings(_env_file=None).api_keys == []
+    assert load_settings(_env_file=None).security.api_keys == []
 
 
 def test_dotenv_file(tmp_path: Path) -> None:
@@ -138,21 +140,21 @@ def test_dotenv_file(tmp_path: Path) -> None:
         "SOMETHING_UNKNOWN=ignored\n",
         encoding="utf-8",
     )
-    settings = Settings(_env_file=env_file)
-    assert settings.port == 7777
-    assert settings.api_keys == ["a", "b", "c"]
-    assert settings.fallback_models == ["ollama/x", "openai/y"]
-    assert settings.default_model == "openai/gpt-test"
-    assert settings.ollama_auto_pull is False
+    settings = load_settings(_env_file=env_file)
+    assert settings.server.port == 7777
+    assert settings.security.api_keys == ["a", "b", "c"]
+    assert settings.providers.fallback_models == ["ollama/x", "openai/y"]
+    assert settings.providers.default_model == "openai/gpt-test"
+    assert settings.providers.ollama_auto_pull is False
 
 
 def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=7777\nHOST=10.0.0.1\n", encoding="utf-8")
     monkeypatch.setenv("PORT", "8888")
-    settings = Settings(_env_file=env_file)
-    assert settings.port == 8888
-    assert settings.host == "10.0.0.1"
+    settings = load_settings(_env_file=env_file)
+    assert settings.server.port == 8888
+    assert settings.server.host == "10.0.0.1"
 
 
 def test_dotenv_in_the_working_directory_is_read(
@@ -160,8 +162,8 @@ def test_dotenv_in_the_working_directory_is_read(
 ) -> None:
     (tmp_path / ".env").write_text("PORT=6543\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    assert Settings().port == 6543
-    assert load_settings().port == 6543
+    assert load_settings().server.port == 6543
+    assert load_settings().server.port == 6543
 
 
 @pytest.mark.parametrize(
@@ -206,8 +208,8 @@ def test_every_bad_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_load_settings_takes_overrides() -> None:
     settings = load_settings(_env_file=None, port=1234, api_keys=["x"])
-    assert settings.port == 1234
-    assert settings.api_keys == ["x"]
+    assert settings.server.port == 1234
+    assert settings.security.api_keys == ["x"]
     with pytest.raises(ConfigError, match="PORT"):
         load_settings(_env_file=None, port=-1)
 
@@ -218,16 +220,16 @@ def test_an_empty_optional_value_means_unset(monkeypatch: pytest.MonkeyPatch, na
     `OLLAMA_KEEP_ALIVE=` be sent to Ollama as an empty keep_alive."""
     monkeypatch.setenv(name, "")
     settings = load_settings(_env_file=None)
-    assert getattr(settings, name.lower()) is None
+    assert getattr(settings.providers, name.lower()) is None
 
 
 def test_the_shipped_env_example_loads_as_the_defaults() -> None:
     """.env.example says "copy to .env and edit": unedited, it must load (as the defaults)."""
     settings = load_settings(_env_file=REPO / ".env.example")
-    assert settings == Settings(_env_file=None)
+    assert settings == load_settings(_env_file=None)
 
 
 def test_the_env_example_lists_every_setting() -> None:
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     listed = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
-    assert listed == {name.upper() for name in Settings.model_fields}
+    assert listed == {name.upper() for name in setting_names()}

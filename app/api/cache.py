@@ -12,8 +12,8 @@ from starlette.responses import Response
 from app.api.deps import RedisDep
 from app.api.responses import JSON
 from app.errors import GatewayError
-from app.memory import cache
-from app.ops.redis import probe as probe_redis
+from app.state import cache
+from app.state.redis import probe as probe_redis
 
 router = APIRouter(tags=["cache"])
 _T = TypeVar("_T")

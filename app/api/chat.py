@@ -6,65 +6,89 @@ response handling would cost more than the rest of the gateway's own work per re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from app.api.deps import identity, services
 from app.api.responses import JSON
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
-from app.chat.service import ChatService
-from app.chat.sse import encode
-from app.chat.turn import Answer
-from app.memory.replay import cache_status
+from app.api.wire import openai_chat, sse
+from app.chat.engine import Engine
+from app.chat.turn import Turn
 from app.providers.router import Needs
 from app.security.ratelimit import charge
 
 _WATCH_AFTER = 1.0
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_T = TypeVar("_T")
 
 
 async def chat_completions(request: Request) -> Response:
-    chat: ChatService = request.state.chat
+    gateway = services(request)
     body = parse_json(await request.body())
     req = validate(ChatCompletionRequest, body)
-    stream = bool(req.stream)
-    turn = await chat.start(
-        body,
-        stream=stream,
-        include_usage=bool(stream and req.stream_options and req.stream_options.include_usage),
-        needs=Needs(tools=bool(req.tools), choices=req.n or 1),
-    )
-    status = cache_status(turn)
-    metered = status != "hit" and request.state.identity.tpm is not None
-    if stream:
-        headers = _SSE_HEADERS if status is None else {**_SSE_HEADERS, "X-Cache": status}
-        events = _metered(request, turn) if metered else encode(turn)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    completion = await _collect_unless_gone(request, turn)
+    needs = Needs(tools=bool(req.tools), choices=req.n or 1, whole=not req.stream)
+    metered = identity(request).tpm is not None
+    if req.stream:
+        turn = await gateway.engine.chat(body, needs)
+        metered = metered and turn.cache != "hit"
+        options = openai_chat.StreamOptions(
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            activity_in_content=gateway.settings.tools.tool_activity_in_content,
+        )
+        events = openai_chat.stream(turn, options)
+        if metered:
+            events = _metered(request, turn, events)
+        return StreamingResponse(
+            events, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **_headers(turn)}
+        )
+    turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs))
     return JSON(
         completion,
-        headers=None if status is None else {"X-Cache": status},
-        background=BackgroundTask(_charge, request, turn) if metered else None,
+        headers=_headers(turn) or None,
+        background=BackgroundTask(_charge, request, turn)
+        if metered and turn.cache != "hit"
+        else None,
     )
 
 
-async def _metered(request: Request, turn: Answer) -> AsyncIterator[bytes]:
-    async for event in encode(turn):
+async def _whole(engine: Engine, body: dict[str, Any], needs: Needs) -> tuple[Turn, dict[str, Any]]:
+    turn = await engine.chat(body, needs)
+    return turn, await openai_chat.completion(turn)
+
+
+def _headers(turn: Turn) -> dict[str, str]:
+    """`X-Cache` for a cacheable request; `X-Tools-Dropped` when the model could not be sent
+    the request's tools."""
+    headers: dict[str, str] = {}
+    if turn.cache is not None:
+        headers["X-Cache"] = turn.cache
+    if turn.tools_dropped:
+        headers["X-Tools-Dropped"] = (
+            f"{turn.tools_dropped} tools not sent: {turn.model} cannot call tools"
+        )
+    return headers
+
+
+async def _metered(
+    request: Request, turn: Turn, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    async for event in events:
         yield event
     await _charge(request, turn)
 
 
-async def _charge(request: Request, turn: Answer) -> None:
+async def _charge(request: Request, turn: Turn) -> None:
     """The answer's tokens against the key's TPM limit (cache hits cost the upstream none)."""
-    usage = turn.usage or {}
-    await charge(request, (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
+    if turn.usage is not None:
+        await charge(request, turn.usage.prompt_tokens + turn.usage.completion_tokens)
 
 
-async def _collect_unless_gone(request: Request, turn: Answer) -> dict[str, Any]:
+async def _unless_gone(request: Request, work: Awaitable[_T]) -> _T:
     """The whole answer; a client that leaves first cancels it, and so the upstream request
     (Starlette does this for streams, not for plain responses). Only answers slower than
     `_WATCH_AFTER` seconds pay for a watcher task."""
@@ -78,7 +102,7 @@ async def _collect_unless_gone(request: Request, turn: Answer) -> dict[str, Any]
 
     timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch)
     try:
-        return await turn.collect()
+        return await work
     except asyncio.CancelledError:
         if watcher is not None and watcher.done() and not watcher.cancelled():
             task.uncancel()

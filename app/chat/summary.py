@@ -17,11 +17,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from app.chat.context import Message, counter_for, fold_batches, text_of
-from app.chat.turn import Turn
-from app.config import Settings
 from app.errors import GatewayError
-from app.memory.sessions import SessionStore
-from app.providers.router import Needs, Router
+from app.providers.router import Router
+from app.state.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +112,19 @@ def compose(
 
 class Folder:
     def __init__(
-        self, router: Router, store: SessionStore, settings: Settings, background: Background
+        self,
+        router: Router,
+        store: SessionStore,
+        background: Background,
+        *,
+        token_budget: int,
+        timeout: float,
     ) -> None:
         self._router = router
         self._store = store
-        self._settings = settings
         self._background = background
+        self._budget = token_budget
+        self._timeout = timeout
 
     def schedule(self, session_id: str, model: str, upto: int) -> None:
         """Fold the session's messages before index `upto` in the background."""
@@ -129,7 +134,7 @@ class Folder:
         """Fold the session's messages before index `upto` into its summary with `model`,
         unless another fold of this session is under way."""
         try:
-            async with self._store.folding(session_id, self._settings.total_timeout) as mine:
+            async with self._store.folding(session_id, self._timeout) as mine:
                 if mine:
                     await self._fold(session_id, model, upto)
         except GatewayError as exc:
@@ -143,11 +148,11 @@ class Folder:
                 return
             batch = fold_batches(
                 unfolded[: upto - session.folded],
-                budget=self._settings.token_budget,
+                budget=self._budget,
                 counter=counter,
             )[0]
             prose = await self.summarise(model, session.summary, batch)
-            limit = self._settings.token_budget // SUMMARY_SHARE
+            limit = self._budget // SUMMARY_SHARE
             summary = compose(prose, session.summary, batch, limit, counter.count)
             now = session.folded + len(batch)
             if not summary or not await self._store.save_summary(
@@ -158,19 +163,12 @@ class Folder:
 
     async def summarise(self, model: str, summary: str, turns: Sequence[Message]) -> str:
         """The summary with `turns` merged in, as `model` writes it; empty if it wrote none."""
-        share = self._settings.token_budget // SUMMARY_SHARE
-        body = {
-            "model": model,
-            "messages": [
-                {"role": "system", "content": FOLD_PROMPT.format(words=share * 3 // 4)},
-                {"role": "user", "content": transcript(summary, turns)},
-            ],
-            "max_tokens": share,
-            "temperature": 0.2,
-        }
-        opened = await self._router.open_stream(model, body, Needs())
-        reply = await Turn(
-            opened, include_usage=False, total_timeout=self._settings.total_timeout
-        ).collect()
-        text: str = reply["choices"][0]["message"].get("content") or ""
-        return text.strip()
+        share = self._budget // SUMMARY_SHARE
+        messages = [
+            {"role": "system", "content": FOLD_PROMPT.format(words=share * 3 // 4)},
+            {"role": "user", "content": transcript(summary, turns)},
+        ]
+        route = await self._router.resolve(model)
+        return await self._router.ask(
+            route, messages, max_tokens=share, temperature=0.2, within=self._timeout
+        )

@@ -2,11 +2,11 @@
 back as `role: "tool"` messages, and the model asked again, until it answers or MAX_TOOL_STEPS
 rounds have passed (then it is asked once more without the gateway's tools).
 
-What the client sees is one answer: content the model writes at any step streams through, the
-gateway's tool calls never do (a status line and keep-alive comments stand in for them while the
-tools run), and only the client's own tools come back as `tool_calls`. When a step calls both the
-client's tools and the gateway's, the client's calls are returned and the gateway's are not run:
-the client cannot send back results for calls it never saw.
+What the turn emits is one answer: text the model writes at any step, `ToolStarted` /
+`Waiting` / `ToolFinished` while the gateway's tools run, and only the client's own tools as
+`ToolCallDelta`s. When a step calls both the client's tools and the gateway's, the client's calls
+are returned and the gateway's are not run: the client cannot send back results for calls it
+never saw.
 """
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from app.chat.turn import Turn, collect, usage_chunk, zero_usage
+from app.chat.events import (
+    Event,
+    Finish,
+    Text,
+    ToolCallDelta,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+    Waiting,
+)
+from app.chat.turn import read
 from app.ids import new_id
-from app.providers.base import Chunk
-from app.providers.router import Needs, OpenStream, Router
+from app.providers.router import Needs, OpenStream, Route, Router
 from app.tools.detector import Detected
 from app.tools.registry import ToolOutcome, ToolRegistry
-
-RUNNING = "running "
-"""The keep-alive comment that announces the tools of a round: `running <name>, <name>`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +39,6 @@ class LoopSettings:
     max_steps: int
     total_timeout: float
     keepalive: float
-    activity_in_content: bool
 
 
 @dataclass(slots=True)
@@ -47,71 +52,79 @@ class _Call:
         return {"id": self.id, "type": "function", "function": function}
 
 
-class ToolTurn:
+class ToolLoop:
     def __init__(
         self,
         *,
         router: Router,
         registry: ToolRegistry,
         body: dict[str, Any],
-        model: str,
+        route: Route,
         detected: Detected | None,
         client_tools: Collection[str],
-        stream: bool,
-        include_usage: bool,
         settings: LoopSettings,
+        whole: bool,
     ) -> None:
-        self.id = new_id("chatcmpl-")
-        self.created = int(time.time())
-        self.model = model
-        self.usage: dict[str, Any] | None = None
-        self.tools_used: list[ToolOutcome] = []
         self._router = router
         self._registry = registry
         self._body = body
+        self._route = route
         self._opened: OpenStream | None = None
-        self._finish_reason = "stop"
         self._detected = detected
         self._client_tools = set(client_tools)
-        self._stream = stream
-        self._include_usage = include_usage
         self._settings = settings
         self._deadline = time.monotonic() + settings.total_timeout
-        self._role_sent = False
-        self._content_sent = False
+        self._usage: Usage | None = None
+        self._whole = whole
 
     async def open(self) -> None:
         """Ask the model with the gateway's tools offered and wait for its first chunk, so that
         a failure before it is still an HTTP status."""
         self._opened = await self._open(self._body["messages"], server_tools=True, first=True)
-        self.model = self._opened.route.id
 
-    async def chunks(self) -> AsyncIterator[Chunk | str]:
+    async def events(self) -> AsyncIterator[Event]:
         messages: list[dict[str, Any]] = list(self._body["messages"])
         opened = self._opened
         if self._detected is not None:
-            yield self._chunk({"role": "assistant", "content": ""})
-            self._role_sent = True
             call = _Call(new_id("call_"), self._detected.name)
-            async for item in self._run([call], self._detected.arguments):
-                yield item
-            messages = _with_context(messages, self.tools_used[-1])
+            outcomes: list[ToolOutcome] = []
+            async for event in self._run([call], outcomes, self._detected.arguments):
+                yield event
+            messages = _with_context(messages, outcomes[0])
         step = 0
         while True:
             if opened is None:
                 opened = await self._open(messages, server_tools=False)
             calls: dict[int, _Call] = {}
             said: list[str] = []
-            async for chunk in self._step(opened, calls, said):
-                yield chunk
+            finish = "stop"
+            async for event in read(opened, self._deadline, self._settings.total_timeout):
+                match event:
+                    case ToolCallDelta():
+                        call = calls.setdefault(event.index, _Call())
+                        call.id = event.id or call.id
+                        call.name += event.name or ""
+                        call.arguments += event.arguments
+                    case Finish():
+                        finish = event.reason
+                    case Usage():
+                        self._add(event)
+                    case Text():
+                        said.append(event.text)
+                        yield event
+                    case _:
+                        yield event
+            for call in calls.values():
+                call.id = call.id or new_id("call_")
             mine = [c for c in calls.values() if c.name not in self._client_tools]
             theirs = [c for c in calls.values() if c.name in self._client_tools]
             if theirs or not mine or step >= self._settings.max_steps:
-                async for chunk in self._finish(theirs, self._finish_reason):
-                    yield chunk
+                for event in self._finish(theirs, finish):
+                    yield event
                 return
-            async for item in self._run(mine):
-                yield item
+            outcomes = []
+            async for event in self._run(mine, outcomes):
+                yield event
             messages = [
                 *messages,
                 {
@@ -121,82 +134,35 @@ class ToolTurn:
                 },
                 *(
                     {"role": "tool", "tool_call_id": c.id, "content": outcome.content}
-                    for c, outcome in zip(mine, self.tools_used[-len(mine) :], strict=True)
+                    for c, outcome in zip(mine, outcomes, strict=True)
                 ),
             ]
             step += 1
             opened = await self._open(messages, server_tools=step < self._settings.max_steps)
 
-    async def collect(self) -> dict[str, Any]:
-        completion = await collect(self)
-        completion["tools_used"] = [outcome.summary() for outcome in self.tools_used]
-        return completion
-
-    async def _step(
-        self, opened: OpenStream, calls: dict[int, _Call], said: list[str]
-    ) -> AsyncIterator[Chunk]:
-        """One model answer: content passes through (and into `said`), tool-call deltas go into
-        `calls`, and the finish reason is held back in `_finish_reason`."""
-        remaining = max(0.001, self._deadline - time.monotonic())
-        turn = Turn(
-            opened, include_usage=False, total_timeout=remaining, id=self.id, created=self.created
-        )
-        finish = "stop"
-        async for chunk in turn.chunks():
-            choice = chunk["choices"][0]
-            delta = choice["delta"]
-            for part in delta.pop("tool_calls", None) or []:
-                call = calls.setdefault(part.get("index", 0), _Call())
-                call.id = part.get("id") or call.id
-                function = part.get("function") or {}
-                call.name += function.get("name") or ""
-                call.arguments += function.get("arguments") or ""
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-                choice["finish_reason"] = None
-            if self._role_sent:
-                delta.pop("role", None)
-            if delta.get("content"):
-                said.append(delta["content"])
-                self._content_sent = True
-            if any(delta.values()):
-                self._role_sent = True
-                chunk["model"] = self.model
-                if self._include_usage:
-                    chunk["usage"] = None
-                yield chunk
-        self._add_usage(turn.usage)
-        for call in calls.values():
-            call.id = call.id or new_id("call_")
-        self._finish_reason = finish
-
-    async def _finish(self, client_calls: list[_Call], finish: str) -> AsyncIterator[Chunk]:
-        if not self._role_sent:
-            yield self._chunk({"role": "assistant", "content": ""})
+    def _finish(self, client_calls: list[_Call], finish: str) -> list[Event]:
+        events: list[Event] = [
+            ToolCallDelta(i, c.id, c.name, c.arguments or "{}") for i, c in enumerate(client_calls)
+        ]
         if client_calls:
-            delta = {
-                "tool_calls": [{"index": i, **c.message()} for i, c in enumerate(client_calls)]
-            }
-            yield self._chunk(delta)
             finish = "tool_calls"
         elif finish == "tool_calls":
             finish = "stop"
-        yield self._chunk({}, finish)
-        if self._include_usage:
-            yield usage_chunk(self)
+        events.append(Finish(finish))
+        if self._usage is not None:
+            events.append(self._usage)
+        return events
 
     async def _run(
-        self, calls: list[_Call], arguments: dict[str, Any] | None = None
-    ) -> AsyncIterator[Chunk | str]:
-        """Run `calls` concurrently; meanwhile say so, in content and in keep-alive comments."""
-        names = ", ".join(c.name for c in calls)
-        if self._stream and self._settings.activity_in_content:
-            if not self._role_sent:
-                yield self._chunk({"role": "assistant", "content": ""})
-                self._role_sent = True
-            status = "".join(f"> Running tool: {c.name}\n" for c in calls) + "\n"
-            yield self._chunk({"content": ("\n\n" if self._content_sent else "") + status})
-        yield RUNNING + names
+        self,
+        calls: list[_Call],
+        outcomes: list[ToolOutcome],
+        arguments: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run `calls` concurrently, saying so, and append their outcomes in order."""
+        for call in calls:
+            shown = arguments if arguments is not None else ToolOutcome.shown(call.arguments)
+            yield ToolStarted(call.id, call.name, shown)
         tasks = [
             asyncio.ensure_future(
                 self._registry.call(c.name, arguments if arguments is not None else c.arguments)
@@ -204,15 +170,21 @@ class ToolTurn:
             for c in calls
         ]
         try:
-            while True:
-                _, pending = await asyncio.wait(tasks, timeout=self._settings.keepalive)
-                if not pending:
-                    break
-                yield f"still running {names}"
+            pending: set[asyncio.Future[ToolOutcome]] = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=self._settings.keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    yield Waiting(
+                        tuple(c.name for c, t in zip(calls, tasks, strict=True) if not t.done())
+                    )
         finally:
             for task in tasks:
                 task.cancel()
-        self.tools_used += [task.result() for task in tasks]
+        for call, task in zip(calls, tasks, strict=True):
+            outcomes.append(task.result())
+            yield ToolFinished(call.id, task.result())
 
     async def _open(
         self, messages: list[dict[str, Any]], *, server_tools: bool, first: bool = False
@@ -228,30 +200,19 @@ class ToolTurn:
         else:
             body.pop("tools", None)
             body.pop("parallel_tool_calls", None)
-        return await self._router.open_stream(
-            self.model, body, Needs(tools=bool(self._client_tools))
-        )
+        needs = Needs(tools=bool(self._client_tools), whole=self._whole)
+        return await self._router.open(self._route, body, needs)
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        chunk: Chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return chunk
-
-    def _add_usage(self, usage: dict[str, Any] | None) -> None:
-        if not usage:
+    def _add(self, usage: Usage) -> None:
+        total = self._usage
+        if total is None:
+            self._usage = usage
             return
-        total = self.usage or zero_usage()
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            total[key] = total.get(key, 0) + (usage.get(key) or 0)
-        self.usage = total
+        self._usage = Usage(
+            total.prompt_tokens + usage.prompt_tokens,
+            total.completion_tokens + usage.completion_tokens,
+            total.total_tokens + usage.total_tokens,
+        )
 
 
 def tool_name(tool: dict[str, Any]) -> str:

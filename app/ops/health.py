@@ -11,10 +11,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.errors import GatewayError
-from app.ops.redis import probe as probe_redis
 from app.providers.base import Provider
 from app.providers.breaker import BreakerState
 from app.providers.router import Router
+from app.state.redis import probe as probe_redis
 
 _PROBE_TIMEOUT = 3.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from app.config import Settings
+from app.config import ProviderSettings
 from app.providers.base import Capabilities, Provider
 from app.providers.local import LocalModelUnavailable, LocalProvider, resolve_model
 from app.providers.ollama import OllamaProvider
@@ -12,7 +12,7 @@ from app.providers.openai_compat import OpenAICompatProvider
 
 
 def build_providers(
-    settings: Settings, session: aiohttp.ClientSession
+    settings: ProviderSettings, session: aiohttp.ClientSession
 ) -> tuple[list[Provider], dict[str, str]]:
     """Active providers in routing order, and `{name: reason}` for the skipped ones."""
     active: list[Provider] = []

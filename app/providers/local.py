@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import Settings
+from app.config import ProviderSettings
 from app.errors import (
     GatewayError,
     InvalidRequest,
@@ -68,7 +68,7 @@ class _Done:
     completion_tokens: int
 
 
-def resolve_model(settings: Settings) -> LocalModel:
+def resolve_model(settings: ProviderSettings) -> LocalModel:
     """The model to run, or `LocalModelUnavailable` saying why there is none. The packaged model's
     file is assembled from its wheels on the first call (a fraction of a second after that)."""
     if not settings.local_enabled:
@@ -99,7 +99,7 @@ class LocalProvider:
     name = "local"
     capabilities = Capabilities(tools=False, multiple_choices=False, embeddings=False)
 
-    def __init__(self, settings: Settings, model: LocalModel | None = None) -> None:
+    def __init__(self, settings: ProviderSettings, model: LocalModel | None = None) -> None:
         self._settings = settings
         self._model = model
         self._resolve_lock = asyncio.Lock()

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from app.config import Settings
+from app.config import ProviderSettings
 from app.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamTimeout
 from app.providers import ollama_wire as wire
 from app.providers.base import Capabilities, Chunk, Embeddings
@@ -24,7 +24,7 @@ class OllamaProvider:
     name = "ollama"
     capabilities = Capabilities(tools=True, multiple_choices=False, embeddings=True)
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
         self._settings = settings
         self._session = session
         self._base = settings.ollama_base_url

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from app.config import Settings
+from app.config import ProviderSettings
 from app.errors import (
     GatewayError,
     InvalidRequest,
@@ -19,6 +19,7 @@ from app.errors import (
     ProviderUnavailable,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
 from app.providers.base import Chunk, Provider
 from app.providers.breaker import BreakerState, CircuitBreaker
@@ -49,10 +50,15 @@ class OpenStream:
 class Needs:
     tools: bool = False
     choices: int = 1
+    whole: bool = False
+    """The answer is used only once it is whole (not streamed): a failure anywhere in it, not
+    only before its first chunk, may be retried and fall back."""
+    background: bool = False
+    """A background task (a title, tags, …): a local model serves users' turns first."""
 
 
 class Router:
-    def __init__(self, providers: list[Provider], settings: Settings) -> None:
+    def __init__(self, providers: list[Provider], settings: ProviderSettings) -> None:
         self.providers = {p.name: p for p in providers}
         self.breakers = {
             p.name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
@@ -131,20 +137,17 @@ class Router:
                 routes.append(route)
         return routes
 
-    async def open_stream(
-        self, model_id: str | None, body: dict[str, Any], needs: Needs
-    ) -> OpenStream:
-        """The first chunk of an answer from the first route that gives one: the requested
-        model, retried, then each fallback. The fallbacks are looked up only when needed."""
-        primary = await self.resolve(model_id)
+    async def open(self, primary: Route, body: dict[str, Any], needs: Needs) -> OpenStream:
+        """The first chunk of an answer from the first route that gives one: `primary`,
+        retried, then each fallback. The fallbacks are looked up only when needed."""
         _check(primary, needs)
         errors: list[GatewayError] = []
-        opened = await self._attempt(primary, body, errors)
+        opened = await self._attempt(primary, body, errors, needs.whole)
         if opened is not None:
             return opened
         for route in await self._fallbacks(primary, needs):
             try:
-                opened = await self._attempt(route, body, errors)
+                opened = await self._attempt(route, body, errors, needs.whole)
             except GatewayError as exc:
                 errors.append(exc)
                 continue
@@ -153,11 +156,47 @@ class Router:
                 return opened
         raise _summarise(errors)
 
+    async def ask(
+        self,
+        route: Route,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        within: float,
+        temperature: float = 0.0,
+    ) -> str:
+        """The text of `route`'s short answer to a side question (a summary, a classification,
+        follow-ups): no tools, no persona, at most `max_tokens`, within `within` seconds."""
+        body = {
+            "model": route.id,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(within):
+                opened = await self.open(route, body, Needs())
+                chunk: Chunk | None = opened.first
+                try:
+                    while chunk is not None:
+                        for choice in chunk.get("choices") or ():
+                            parts.append((choice.get("delta") or {}).get("content") or "")
+                        chunk = await anext(opened.rest, None)
+                finally:
+                    await opened.rest.aclose()
+        except TimeoutError:
+            raise UpstreamTimeout(
+                route.provider.name, f"no answer to a side question within {within:g}s"
+            ) from None
+        return "".join(parts).strip()
+
     async def _attempt(
-        self, route: Route, body: dict[str, Any], errors: list[GatewayError]
+        self, route: Route, body: dict[str, Any], errors: list[GatewayError], whole: bool
     ) -> OpenStream | None:
-        """Try one route up to `RETRY_ATTEMPTS` times. Retryable failures are appended to
-        `errors` and give None; a failure a retry cannot mend is raised."""
+        """Try one route up to `RETRY_ATTEMPTS` times; with `whole`, an attempt succeeds only
+        once the whole answer has come. Retryable failures are appended to `errors` and give
+        None; a failure a retry cannot mend is raised."""
         breaker = self.breakers[route.provider.name]
         for attempt in range(self._settings.retry_attempts):
             if not breaker.allow():
@@ -171,8 +210,11 @@ class Router:
                 )
                 return None
             stream = route.provider.stream_chat(route.model, _fitted(route, body))
+            rest: AsyncGenerator[Chunk, None] = stream
             try:
                 first = await anext(stream)
+                if whole:
+                    rest = _replay([chunk async for chunk in stream])
             except StopAsyncIteration:
                 error: GatewayError = UpstreamError(route.provider.name, "empty answer")
             except GatewayError as exc:
@@ -183,7 +225,7 @@ class Router:
                 raise
             else:
                 breaker.success()
-                return OpenStream(route, first, stream)
+                return OpenStream(route, first, rest)
             await stream.aclose()
             if not error.retryable:
                 breaker.release()
@@ -205,6 +247,11 @@ class Router:
             return wait if wait <= cap else None
         base = min(cap, self._settings.retry_backoff * 2.0**attempt)
         return base / 2 + random.uniform(0, base / 2)
+
+
+async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _fitted(route: Route, body: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,11 @@ import logging
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import Settings
+from app.config import SecuritySettings
 from app.errors import AuthenticationFailed
 from app.security.identity import ANONYMOUS
 from app.security.keys import KeyStore
-from app.security.ratelimit import RateLimiter, RateLimitMiddleware, send_error
+from app.security.ratelimit import RateLimitMiddleware, send_error
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class AnonymousMiddleware:
         await self.app(scope, receive, send)
 
 
-def install_auth(app: Starlette, settings: Settings) -> None:
+def install_auth(app: Starlette, settings: SecuritySettings) -> None:
     """Bearer keys on every route but health when API_KEYS or API_KEYS_FILE is set, then the
     keys' rate limits. A bad keys file raises `ConfigError`."""
     if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
@@ -89,5 +89,5 @@ def install_auth(app: Starlette, settings: Settings) -> None:
             "API_KEYS_FILE %s holds no key: every request is refused", settings.api_keys_file
         )
     if store.limited:
-        app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit_fail_open))
+        app.add_middleware(RateLimitMiddleware)
     app.add_middleware(BearerAuthMiddleware, store=store)

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, SecuritySettings
 from app.security.identity import Identity
 
 _HASH = re.compile(r"sha256:([0-9a-f]{64})")
@@ -189,7 +189,7 @@ class KeyStore:
         self._entries = entries
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeyStore:
+    def from_settings(cls, settings: SecuritySettings) -> KeyStore:
         entries: dict[bytes, Identity] = {}
         for key in settings.api_keys:
             key_digest = digest(key)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from app.security import sandbox_child
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from app.config import ToolSettings
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Sandbox:
         self._readable = _readable_dirs()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Sandbox:
+    def from_settings(cls, settings: ToolSettings) -> Sandbox:
         return cls(
             timeout=settings.python_timeout,
             memory_mb=settings.python_memory_mb,

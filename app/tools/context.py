@@ -9,7 +9,7 @@ from typing import Protocol
 import httpx
 
 from app import __version__
-from app.config import Settings
+from app.config import ToolSettings
 from app.tools.base import Tool, ToolFunction
 
 USER_AGENT = f"ai-gateway/{__version__} (server-side tools)"
@@ -21,22 +21,23 @@ class Register(Protocol):
 
 @dataclass
 class ToolContext:
-    """What tools may share: the settings, one pooled HTTP client, and a place to leave
+    """What tools may share: their settings, one pooled HTTP client, and a place to leave
     clean-up work for shutdown."""
 
-    settings: Settings
+    settings: ToolSettings
+    connect_timeout: float
     http: httpx.AsyncClient
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, settings: Settings) -> ToolContext:
+    def open(cls, settings: ToolSettings, connect_timeout: float) -> ToolContext:
         http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.tool_timeout, connect=settings.connect_timeout),
+            timeout=httpx.Timeout(settings.tool_timeout, connect=connect_timeout),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=True,
             trust_env=False,
         )
-        return cls(settings, http)
+        return cls(settings, connect_timeout, http)
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):

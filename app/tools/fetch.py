@@ -24,7 +24,7 @@ from pydantic import Field
 from trafilatura.settings import Document
 from yarl import URL
 
-from app.config import Settings
+from app.config import ToolSettings
 from app.errors import GatewayError, InvalidRequest, ToolError
 from app.security.ssrf import AddressPolicy, GuardedClient
 from app.tools.context import USER_AGENT, Register, ToolContext
@@ -50,13 +50,18 @@ class Fetcher:
     """Fetches pages for the tools; `resolver` replaces getaddrinfo (its answers are still
     vetted)."""
 
-    def __init__(self, settings: Settings, resolver: AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        settings: ToolSettings,
+        connect_timeout: float,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.max_chars = settings.fetch_max_chars
         self._timeout = settings.fetch_timeout
         self._max_bytes = settings.fetch_max_bytes
         self._client = GuardedClient(
             AddressPolicy(settings.fetch_allowed_networks),
-            timeout=aiohttp.ClientTimeout(connect=settings.connect_timeout),
+            timeout=aiohttp.ClientTimeout(connect=connect_timeout),
             headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
             max_redirects=settings.fetch_max_redirects,
             resolver=resolver,
@@ -202,7 +207,7 @@ async def _read_result(fetcher: Fetcher, result: dict[str, str], max_chars: int)
 def register_tools(
     register: Register, context: ToolContext, client_factory: Callable[[], SearchClient] = DDGS
 ) -> None:
-    fetcher = Fetcher(context.settings)
+    fetcher = Fetcher(context.settings, context.connect_timeout)
     searcher = WebSearch(context.settings.search_backend, client_factory)
     context.closers.append(fetcher.aclose)
 

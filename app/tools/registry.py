@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from app.errors import GatewayError, NotFound, ToolTimeout
-from app.memory.cache import ToolCache
+from app.state.cache import ToolCache
 from app.tools import builtin
 from app.tools.base import Tool, ToolFunction
 from app.tools.context import Plugin, ToolContext
@@ -40,6 +40,16 @@ class ToolOutcome:
     ok: bool
     content: str
     seconds: float
+
+    @staticmethod
+    def shown(arguments: str | dict[str, Any] | None) -> dict[str, Any] | str:
+        """Arguments as the answers show them: the JSON object when they are one."""
+        if arguments is None:
+            return {}
+        if isinstance(arguments, str):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return orjson.loads(arguments) if arguments.strip() else {}
+        return arguments
 
     def summary(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -113,10 +123,7 @@ class ToolRegistry:
             raise ToolTimeout(f"{tool.name} did not finish within {self._timeout:g}s") from None
 
     async def call(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
-        shown: dict[str, Any] | str = arguments if arguments is not None else {}
-        if isinstance(shown, str):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                shown = orjson.loads(shown) if shown.strip() else {}
+        shown = ToolOutcome.shown(arguments)
         started = time.perf_counter()
         try:
             result = await self.run(name, arguments)

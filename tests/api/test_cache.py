@@ -3,6 +3,7 @@ httpx; the cache endpoints; and a Redis that dies and comes back while the gatew
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_client_tool_calls_are_cached_and_replayed(
         "temperature": 0,
     }
     first = sdk.create(**body).choices[0]
-    streamed_calls = [
+    fragments = [
         call
         for chunk in sdk.create(**body, stream=True)
         if chunk.choices
@@ -196,9 +197,11 @@ def test_client_tool_calls_are_cached_and_replayed(
     assert first.finish_reason == "tool_calls"
     (call,) = first.message.tool_calls or []
     assert call.function.name == "get_weather"
-    (replayed,) = streamed_calls
-    assert (replayed.id, replayed.function.name) == (call.id, "get_weather")
-    assert replayed.function.arguments == call.function.arguments
+    assert {fragment.index for fragment in fragments} == {0}
+    assert [f.id for f in fragments if f.id] == [call.id]
+    assert "".join(f.function.name or "" for f in fragments if f.function) == "get_weather"
+    arguments = "".join(f.function.arguments or "" for f in fragments if f.function)
+    assert arguments == call.function.arguments
 
 
 def test_errors_and_cut_streams_are_not_cached(gateway: str, upstream: OpenAIUpstreamState) -> None:
@@ -268,8 +271,9 @@ def test_a_tool_loop_answer_is_cached_no_longer_than_its_tool_results(
     assert second.json()["tools_used"] == first.json()["tools_used"]
     assert second.json()["tools_used"][0]["name"] == "count"
     assert RUNS == ["b"]
-    _, events = sse_events(url, {**body, "temperature": 0, "stream": True})
-    assert streamed(events) == "Final: counted b"
+    resp, events = sse_events(url, {**body, "temperature": 0, "stream": True})
+    assert resp.headers["x-cache"] == "hit"
+    assert streamed(events) == "> Running tool: count\n\nFinal: counted b"
     assert len(upstream.requests) == 2
     with redis.Redis.from_url(redis_url) as client:
         (key,) = client.keys("cache:llm:*")
@@ -292,19 +296,28 @@ def test_a_tool_loop_answer_is_not_cached_when_a_tool_is_not_or_failed(
     assert len(upstream.requests) == 4
 
 
-def test_a_streamed_tool_loop_answer_with_status_lines_is_not_stored(
+def test_a_streamed_tool_loop_answer_replays_its_status_lines(
     make_gateway: MakeGateway, upstream: OpenAIUpstreamState
 ) -> None:
+    """The cache keeps events, not one wire's bytes: a hit's stream shows the tools' status
+    lines as the miss's did, and a plain hit lists the tools instead."""
     url = make_gateway(
         tool_plugins=[counting_tools], enabled_tools=["count"], tool_cache_ttl=["count=60"]
     )
     upstream.script = [[("count", '{"word": "c"}')]]
-    body = {"model": "openai/scripted", "messages": USER, "temperature": 0, "stream": True}
-    for _ in range(2):
-        resp, events = sse_events(url, body)
-        assert resp.headers["x-cache"] == "miss"
-        assert "> Running tool: count" in streamed(events)
-    assert len(upstream.requests) == 4
+    body = {"model": "openai/scripted", "messages": USER, "temperature": 0}
+    texts = []
+    for status in ("miss", "hit"):
+        resp, events = sse_events(url, {**body, "stream": True})
+        assert resp.headers["x-cache"] == status
+        texts.append(streamed(events))
+    assert texts[0] == texts[1]
+    assert texts[0].startswith("> Running tool: count\n\n")
+    plain = ask(url, **body)
+    assert plain.headers["x-cache"] == "hit"
+    assert "Running tool" not in content(plain)
+    assert [t["name"] for t in plain.json()["tools_used"]] == ["count"]
+    assert len(upstream.requests) == 2
 
 
 def test_a_streamed_tool_loop_answer_without_status_lines_is_stored(
@@ -439,3 +452,33 @@ def test_redis_dying_mid_flight_bypasses_the_cache_until_it_is_back(
 def test_cache_endpoints_are_documented(gateway: str, path: str) -> None:
     schema = httpx.get(f"{gateway}/openapi.json").json()
     assert path in schema["paths"]
+
+
+def _same_but_id(raw: bytes) -> bytes:
+    """`raw` with the response's id and creation time blanked: a hit is a new response."""
+    raw = re.sub(rb'"id":"chatcmpl-[^"]+"', b'"id":"-"', raw)
+    return re.sub(rb'"created":\d+', b'"created":0', raw)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_hit_sends_the_bytes_of_the_miss(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, stream: bool
+) -> None:
+    url = make_gateway(
+        tool_plugins=[counting_tools], enabled_tools=["count"], tool_cache_ttl=["count=60"]
+    )
+    upstream.script = [[("count", '{"word": "f"}')]]
+    body = {
+        "model": "openai/scripted",
+        "messages": USER,
+        "temperature": 0,
+        "stream": stream,
+        "stream_options": {"include_usage": True} if stream else None,
+    }
+    sent = []
+    for status in ("miss", "hit"):
+        resp = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert resp.headers["x-cache"] == status
+        sent.append(_same_but_id(resp.content))
+    assert sent[0] == sent[1]
+    assert b"Running tool: count" in sent[0] if stream else b"counted f" in sent[0]

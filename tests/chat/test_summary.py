@@ -20,10 +20,10 @@ from app.chat.summary import (
     transcript,
     usable,
 )
-from app.memory.sessions import SessionStore, TurnRecord
-from app.ops.redis import connect
 from app.providers.factory import build_providers
 from app.providers.router import Router
+from app.state.redis import connect
+from app.state.sessions import SessionStore, TurnRecord
 from tests.conftest import gateway_settings
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 
@@ -44,9 +44,17 @@ async def make_folder(
             settings = gateway_settings(
                 openai_base_url=f"{url}/v1", openai_api_key="upstream-key", **overrides
             )
-            providers, _ = build_providers(settings, http)
-            store = SessionStore(redis, ttl=3600, max_messages=settings.max_session_messages)
-            return Folder(Router(providers, settings), store, settings, background), store
+            providers, _ = build_providers(settings.providers, http)
+            store = SessionStore(redis, ttl=3600, max_messages=settings.state.max_session_messages)
+            router = Router(providers, settings.providers)
+            folder = Folder(
+                router,
+                store,
+                background,
+                token_budget=settings.state.token_budget,
+                timeout=settings.providers.total_timeout,
+            )
+            return folder, store
 
         yield make
         await background.aclose()

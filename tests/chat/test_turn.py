@@ -1,119 +1,93 @@
-"""Turn: chunks stamped as the gateway's own, checked for completeness, collected correctly."""
+"""Reading an upstream answer as events: text, tool-call deltas and finishes as they come, usage
+last, and an answer that stops early is an error."""
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 
-from app.chat.turn import Turn
-from app.errors import UpstreamError
+from app.chat.events import Event, Finish, Text, ToolCallDelta, Usage
+from app.chat.turn import Turn, read
+from app.errors import UpstreamError, UpstreamTimeout
 from app.providers.base import Capabilities, Chunk
 from app.providers.router import OpenStream, Route
 
 
 class Scripted:
-    """A provider that plays back fixed chunks (for the Turn only; it is never routed to)."""
+    """A provider that plays back fixed chunks (for reading only; it is never routed to)."""
 
     name = "scripted"
     capabilities = Capabilities()
 
 
-def turn(chunks: list[Chunk], *, include_usage: bool = False) -> Turn:
+def opened(chunks: list[Chunk]) -> OpenStream:
     async def rest() -> AsyncGenerator[Chunk, None]:
         for chunk in chunks[1:]:
             yield chunk
 
     route = Route(Scripted(), "m")  # type: ignore[arg-type]
-    opened = OpenStream(route, chunks[0], rest())
-    return Turn(opened, include_usage=include_usage, total_timeout=60)
+    return OpenStream(route, chunks[0], rest())
+
+
+def turn(chunks: list[Chunk], total_timeout: float = 60) -> Turn:
+    deadline = time.monotonic() + total_timeout
+    return Turn("scripted/m", read(opened(chunks), deadline, total_timeout))
 
 
 def delta(index: int = 0, finish: str | None = None, **fields: Any) -> Chunk:
     return {"choices": [{"index": index, "delta": fields, "finish_reason": finish}]}
 
 
-async def test_chunks_are_stamped_and_usage_comes_last() -> None:
+async def events_of(t: Turn) -> list[Event]:
+    return [event async for event in t.events()]
+
+
+async def test_text_finish_and_usage_last() -> None:
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     t = turn(
         [
+            delta(role="assistant", content=""),
             delta(content="Hi"),
             delta(content="!"),
             delta(finish="stop"),
             {"choices": [], "usage": usage},
-        ],
-        include_usage=True,
+        ]
     )
-    chunks = [chunk async for chunk in t.chunks()]
-    assert {c["id"] for c in chunks} == {t.id}
-    assert {c["model"] for c in chunks} == {"scripted/m"}
-    assert chunks[0]["choices"][0]["delta"] == {"content": "Hi", "role": "assistant"}
-    assert all(c["usage"] is None for c in chunks[:-1])
-    assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == usage
+    assert await events_of(t) == [Text("Hi"), Text("!"), Finish("stop"), Usage(3, 2, 5)]
+    assert t.usage == Usage(3, 2, 5)
 
 
 async def test_a_stream_without_finish_reason_is_an_error() -> None:
     t = turn([delta(content="Hi"), delta(content=" there")])
-    seen: list[Chunk] = []
+    seen: list[Event] = []
 
     async def drain() -> None:
-        async for chunk in t.chunks():
-            seen.append(chunk)
+        async for event in t.events():
+            seen.append(event)
 
     with pytest.raises(UpstreamError, match="ended before the answer was complete"):
         await drain()
-    assert len(seen) == 2
+    assert seen == [Text("Hi"), Text(" there")]
 
 
-async def test_collect_merges_parallel_tool_call_fragments() -> None:
-    first = {
-        "index": 0,
-        "id": "call_a",
-        "type": "function",
-        "function": {"name": "f", "arguments": ""},
-    }
-    second = {"index": 1, "id": "call_b", "function": {"name": "g", "arguments": '{"y"'}}
+async def test_an_answer_past_total_timeout_is_an_error() -> None:
+    t = turn([delta(content="Hi"), delta(finish="stop")], total_timeout=-1)
+    with pytest.raises(UpstreamTimeout, match="TOTAL_TIMEOUT"):
+        await events_of(t)
+
+
+async def test_tool_call_fragments_keep_their_index_and_choice() -> None:
     t = turn(
         [
-            delta(role="assistant", content=None, tool_calls=[first]),
-            delta(tool_calls=[{"index": 0, "function": {"arguments": '{"x": '}}]),
-            delta(tool_calls=[second]),
-            delta(tool_calls=[{"index": 0, "function": {"arguments": "1}"}}]),
-            delta(tool_calls=[{"index": 1, "function": {"arguments": ": 2}"}}]),
-            delta(finish="tool_calls"),
+            delta(tool_calls=[{"index": 1, "id": "c", "function": {"name": "f"}}]),
+            delta(1, tool_calls=[{"function": {"arguments": "{}"}}], finish="tool_calls"),
         ]
     )
-    completion = await t.collect()
-    message = completion["choices"][0]["message"]
-    assert message["content"] is None
-    calls = message["tool_calls"]
-    assert [c["id"] for c in calls] == ["call_a", "call_b"]
-    assert [c["type"] for c in calls] == ["function", "function"]
-    assert json.loads(calls[0]["function"]["arguments"]) == {"x": 1}
-    assert json.loads(calls[1]["function"]["arguments"]) == {"y": 2}
-    assert completion["choices"][0]["finish_reason"] == "tool_calls"
-    assert completion["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-
-
-async def test_collect_keeps_choices_reasoning_and_logprobs_apart() -> None:
-    lp = {"content": [{"token": "a", "logprob": -0.1}]}
-    t = turn(
-        [
-            delta(0, content="A", reasoning_content="think"),
-            delta(1, content="B"),
-            {"choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": lp}]},
-            delta(0, finish="stop"),
-            delta(1, finish="length"),
-        ]
-    )
-    completion = await t.collect()
-    first, second = completion["choices"]
-    assert first["message"]["content"] == "Aa"
-    assert first["message"]["reasoning_content"] == "think"
-    assert first["logprobs"] == lp
-    assert second["message"]["content"] == "B"
-    assert second["finish_reason"] == "length"
-    assert "reasoning_content" not in second["message"]
+    assert await events_of(t) == [
+        ToolCallDelta(1, "c", "f", ""),
+        ToolCallDelta(0, None, None, "{}", 1),
+        Finish("tool_calls", 1),
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from app.config import Settings
+from app.config import ProviderSettings, load_settings
 from app.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -38,8 +38,8 @@ N_CTX = 512
 STORY = [{"role": "user", "content": "Tell me a long story about a dragon and a knight."}]
 
 
-def settings(**overrides: Any) -> Settings:
-    return Settings(_env_file=None, **{"local_n_ctx": N_CTX, **overrides})
+def settings(**overrides: Any) -> ProviderSettings:
+    return load_settings(_env_file=None, **{"local_n_ctx": N_CTX, **overrides}).providers
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from app.config import Settings
+from app.config import load_settings
 from app.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -60,7 +60,7 @@ async def make(url: str, session: aiohttp.ClientSession) -> AsyncIterator[Factor
 
     def factory(**settings: Any) -> OllamaProvider:
         settings.setdefault("ollama_base_url", url)
-        provider = OllamaProvider(Settings(_env_file=None, **settings), session)
+        provider = OllamaProvider(load_settings(_env_file=None, **settings).providers, session)
         made.append(provider)
         return provider
 
@@ -292,10 +292,10 @@ async def test_429_is_rate_limited_with_retry_after(provider: OllamaProvider) ->
 async def test_connection_refused_is_provider_unavailable(
     session: aiohttp.ClientSession,
 ) -> None:
-    settings = Settings(
+    settings = load_settings(
         _env_file=None, ollama_base_url=f"http://127.0.0.1:{free_port()}", connect_timeout=2
     )
-    provider = OllamaProvider(settings, session)
+    provider = OllamaProvider(settings.providers, session)
     with pytest.raises(ProviderUnavailable):
         await collect(provider, "llama3.2")
     with pytest.raises(ProviderUnavailable):

@@ -17,7 +17,7 @@ from app.errors import (
     UpstreamRateLimited,
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
-from app.providers.router import Needs, Router
+from app.providers.router import Needs, OpenStream, Router
 from tests.conftest import gateway_settings
 
 ANSWER: Chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
@@ -57,15 +57,20 @@ class Scripted:
         return None
 
 
+async def open_stream(r: Router, model_id: str, body: dict[str, Any], needs: Needs) -> OpenStream:
+    """The router's stream of `model_id`, resolved first as the engine does."""
+    return await r.open(await r.resolve(model_id), body, needs)
+
+
 def router(*providers: Scripted, **settings: Any) -> Router:
-    return Router(list(providers), gateway_settings(**settings))  # type: ignore[arg-type]
+    return Router(list(providers), gateway_settings(**settings).providers)  # type: ignore[arg-type]
 
 
 async def test_retries_then_falls_back_in_order() -> None:
     a = Scripted("a", {"m": [UpstreamError("a", "boom")]})
     b = Scripted("b", {"m": [UpstreamError("b", "boom")], "n": [None]})
     r = router(a, b, retry_attempts=2, fallback_models=["b/m", "b/n"])
-    opened = await r.open_stream("a/m", {}, Needs())
+    opened = await open_stream(r, "a/m", {}, Needs())
     assert opened.route.id == "b/n"
     assert a.calls == ["m", "m"]
     assert b.calls == ["m", "m", "n"]
@@ -75,7 +80,7 @@ async def test_a_client_error_on_the_requested_model_is_not_retried() -> None:
     a = Scripted("a", {"m": [InvalidRequest("bad")]})
     b = Scripted("b", {"n": [None]})
     with pytest.raises(InvalidRequest):
-        await router(a, b, fallback_models=["b/n"]).open_stream("a/m", {}, Needs())
+        await open_stream(router(a, b, fallback_models=["b/n"]), "a/m", {}, Needs())
     assert a.calls == ["m"]
     assert b.calls == []
 
@@ -85,11 +90,11 @@ async def test_fallbacks_that_cannot_serve_the_request_are_skipped() -> None:
     plain = Scripted("plain", {"p": [None]}, tools=False)
     tooled = Scripted("tooled", {"t": [None]})
     r = router(a, plain, tooled, retry_attempts=1, fallback_models=["plain/p", "tooled/t"])
-    opened = await r.open_stream("a/m", {}, Needs(tools=True))
+    opened = await open_stream(r, "a/m", {}, Needs(tools=True))
     assert opened.route.id == "tooled/t"
     assert plain.calls == []
     with pytest.raises(InvalidRequest) as info:
-        await r.open_stream("plain/p", {}, Needs(tools=True))
+        await open_stream(r, "plain/p", {}, Needs(tools=True))
     assert info.value.param == "tools"
 
 
@@ -98,7 +103,7 @@ async def test_only_rate_limits_give_a_429_with_the_shortest_wait() -> None:
     b = Scripted("b", {"n": [UpstreamRateLimited("b", "slow down", retry_after=12)]})
     r = router(a, b, retry_attempts=1, fallback_models=["b/n"])
     with pytest.raises(RateLimited) as info:
-        await r.open_stream("a/m", {}, Needs())
+        await open_stream(r, "a/m", {}, Needs())
     assert info.value.retry_after == 12
     assert info.value.headers() == {"Retry-After": "12"}
 
@@ -108,7 +113,7 @@ async def test_the_first_failure_is_reported_with_what_the_fallbacks_said() -> N
     b = Scripted("b", {"n": [ModelNotFound("b: no such model")]})
     r = router(a, b, retry_attempts=1, fallback_models=["b/n"])
     with pytest.raises(UpstreamError) as info:
-        await r.open_stream("a/m", {}, Needs())
+        await open_stream(r, "a/m", {}, Needs())
     assert info.value.status == 502
     assert info.value.message == "a: exploded; then b: no such model"
 
@@ -151,7 +156,7 @@ async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
     a = Recording("a", {"m": [UpstreamError("a", "down")]})
     b = Recording("b", {"n": [None]}, tools=False)
     body = {"messages": [], "tools": [{"type": "function"}], "tool_choice": "auto"}
-    opened = await router(a, b, fallback_models=["b/n"]).open_stream("a/m", body, Needs())
+    opened = await open_stream(router(a, b, fallback_models=["b/n"]), "a/m", body, Needs())
     assert opened.route.id == "b/n"
     assert "tools" in seen[0]
     assert seen[-1] == {"messages": []}

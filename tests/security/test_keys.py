@@ -33,7 +33,7 @@ def write(path: Path, data: Any) -> Path:
 
 
 def store(**settings: Any) -> KeyStore:
-    return KeyStore.from_settings(gateway_settings(**settings))
+    return KeyStore.from_settings(gateway_settings(**settings).security)
 
 
 def test_api_keys_have_no_owner_and_the_rate_limit_settings() -> None:

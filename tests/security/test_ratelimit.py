@@ -20,9 +20,10 @@ from fastapi import FastAPI, Request
 
 from app.errors import ProviderUnavailable, RateLimited
 from app.main import create_app
-from app.ops.redis import connect
 from app.security.identity import Identity
-from app.security.ratelimit import RateLimiter, charge, counted, redis_keys
+from app.security.ratelimit import charge, counted
+from app.state.ratelimit import RateLimiter, redis_keys
+from app.state.redis import connect
 from tests.conftest import MakeGateway, gateway_settings, start_redis
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 from tests.fakes.serve import free_port, serve
@@ -50,8 +51,8 @@ def key(rpm: int | None = None, tpm: int | None = None, key_id: str = "abcdef012
     return Identity(key_id=key_id, owner="alice", rpm=rpm, tpm=tpm)
 
 
-async def admitted(limiter: RateLimiter, redis: aioredis.Redis, identity: Identity, n: int) -> int:
-    results = [await limiter.check(redis, identity) for _ in range(n)]
+async def admitted(limiter: RateLimiter, identity: Identity, n: int) -> int:
+    results = [await limiter.check(identity) for _ in range(n)]
     return sum(result is None for result in results)
 
 
@@ -75,45 +76,45 @@ def test_what_is_counted(path: str, is_counted: bool) -> None:
 async def test_a_burst_of_rpm_is_admitted_then_429_with_retry_after(
     client: aioredis.Redis,
 ) -> None:
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(client, fail_open=False)
     identity = key(rpm=5)
-    assert await admitted(limiter, client, identity, 5) == 5
-    error = await limiter.check(client, identity)
+    assert await admitted(limiter, identity, 5) == 5
+    error = await limiter.check(identity)
     assert isinstance(error, RateLimited)
     assert error.status == 429
     assert error.code == "rate_limit_exceeded"
     assert error.retry_after == 12  # one request every 60 s / 5
     assert error.headers() == {"Retry-After": "12"}
     assert "5 requests per minute" in error.message
-    assert await limiter.check(client, identity) is not None  # a refusal uses nothing
+    assert await limiter.check(identity) is not None  # a refusal uses nothing
 
 
 async def test_requests_come_back_at_the_rate(client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(client, fail_open=False)
     identity = key(rpm=600)  # one every 100 ms
     started = time.monotonic()
     count = 0
-    while await limiter.check(client, identity) is None:
+    while await limiter.check(identity) is None:
         count += 1
     elapsed = time.monotonic() - started
     assert 600 <= count <= 600 + elapsed / 0.1 + 1
-    error = await limiter.check(client, identity)
+    error = await limiter.check(identity)
     assert error is not None
     assert error.retry_after == 1  # under 100 ms, at least 1 s
     refused_at = time.monotonic()
     for _ in range(100):
         await asyncio.sleep(0.005)
-        if await limiter.check(client, identity) is None:
+        if await limiter.check(identity) is None:
             break
     assert time.monotonic() - refused_at < 0.15  # the next one within 100 ms
-    assert await limiter.check(client, identity) is not None  # and only one
+    assert await limiter.check(identity) is not None  # and only one
 
 
 async def test_each_key_has_its_own_limit_in_expiring_redis_keys(client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(client, fail_open=False)
     a, b = key(rpm=2, key_id="aaaaaaaaaaaa"), key(rpm=2, key_id="bbbbbbbbbbbb")
-    assert await admitted(limiter, client, a, 3) == 2
-    assert await admitted(limiter, client, b, 3) == 2
+    assert await admitted(limiter, a, 3) == 2
+    assert await admitted(limiter, b, 3) == 2
     assert sorted(await client.keys("ratelimit:*")) == [
         b"ratelimit:{aaaaaaaaaaaa}:rpm",
         b"ratelimit:{bbbbbbbbbbbb}:rpm",
@@ -123,13 +124,13 @@ async def test_each_key_has_its_own_limit_in_expiring_redis_keys(client: aioredi
 
 
 async def test_tokens_are_charged_after_the_answer(client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(client, fail_open=False)
     identity = key(tpm=100)
-    assert await limiter.check(client, identity) is None
-    await limiter.charge(client, identity, 60)
-    assert await limiter.check(client, identity) is None  # 60 of 100 used
-    await limiter.charge(client, identity, 60)
-    error = await limiter.check(client, identity)  # 120 used: 20 over, paid off in 12 s
+    assert await limiter.check(identity) is None
+    await limiter.charge(identity, 60)
+    assert await limiter.check(identity) is None  # 60 of 100 used
+    await limiter.charge(identity, 60)
+    error = await limiter.check(identity)  # 120 used: 20 over, paid off in 12 s
     assert isinstance(error, RateLimited)
     assert error.retry_after == 12
     assert "100 tokens per minute" in error.message
@@ -138,43 +139,42 @@ async def test_tokens_are_charged_after_the_answer(client: aioredis.Redis) -> No
 
 
 async def test_a_request_refused_for_tokens_uses_no_request(client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
+    limiter = RateLimiter(client, fail_open=False)
     identity = key(rpm=2, tpm=10)
-    await limiter.charge(client, identity, 50)
-    assert await admitted(limiter, client, identity, 5) == 0
+    await limiter.charge(identity, 50)
+    assert await admitted(limiter, identity, 5) == 0
     assert not await client.exists(redis_keys(identity.key_id or "")[0])
 
 
 async def test_keys_without_limits_never_reach_redis(dead_client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
-    assert await limiter.check(dead_client, key()) is None
-    assert await limiter.check(None, key()) is None
-    await limiter.charge(None, key(rpm=5), 100)
+    limiter = RateLimiter(dead_client, fail_open=False)
+    assert await limiter.check(key()) is None
+    await limiter.charge(key(rpm=5), 100)
 
 
 async def test_the_script_is_loaded_again_after_a_flush(client: aioredis.Redis) -> None:
-    limiter = RateLimiter(fail_open=False)
-    assert await limiter.check(client, key(rpm=5)) is None
+    limiter = RateLimiter(client, fail_open=False)
+    assert await limiter.check(key(rpm=5)) is None
     await client.script_flush()
-    assert await limiter.check(client, key(rpm=5)) is None
+    assert await limiter.check(key(rpm=5)) is None
     await client.script_flush()
-    await limiter.charge(client, key(tpm=5), 10)
-    assert await limiter.check(client, key(rpm=5, tpm=5)) is not None
+    await limiter.charge(key(tpm=5), 10)
+    assert await limiter.check(key(rpm=5, tpm=5)) is not None
 
 
 async def test_fail_closed_answers_503_when_redis_stops(tmp_path: Path) -> None:
     process = start_redis(tmp_path)
     redis = connect(f"unix://{tmp_path}/redis.sock", 0.5)
     try:
-        limiter = RateLimiter(fail_open=False)
-        assert await limiter.check(redis, key(rpm=5)) is None
+        limiter = RateLimiter(redis, fail_open=False)
+        assert await limiter.check(key(rpm=5)) is None
         process.terminate()
         process.wait(10)
-        error = await limiter.check(redis, key(rpm=5))
+        error = await limiter.check(key(rpm=5))
         assert isinstance(error, ProviderUnavailable)
         assert error.status == 503
         assert "rate limiting is unavailable: Redis is unreachable" in error.message
-        assert isinstance(await limiter.check(None, key(rpm=5)), ProviderUnavailable)
+        assert isinstance(await limiter.check(key(rpm=5)), ProviderUnavailable)
     finally:
         await redis.aclose()
         if process.poll() is None:
@@ -185,11 +185,11 @@ async def test_fail_closed_answers_503_when_redis_stops(tmp_path: Path) -> None:
 async def test_fail_open_admits_and_warns_once(
     dead_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = RateLimiter(fail_open=True)
-    with caplog.at_level(logging.WARNING, "app.security.ratelimit"):
+    limiter = RateLimiter(dead_client, fail_open=True)
+    with caplog.at_level(logging.WARNING, "app.state.ratelimit"):
         for _ in range(3):
-            assert await limiter.check(dead_client, key(rpm=1)) is None
-        await limiter.charge(dead_client, key(tpm=1), 10)
+            assert await limiter.check(key(rpm=1)) is None
+        await limiter.charge(key(tpm=1), 10)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
     assert warnings[0].startswith("rate limiting is off while Redis is unreachable: ")
@@ -198,8 +198,8 @@ async def test_fail_open_admits_and_warns_once(
 async def test_a_failed_charge_is_logged_not_raised(
     dead_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, "app.security.ratelimit"):
-        await RateLimiter(fail_open=False).charge(dead_client, key(tpm=1), 10)
+    with caplog.at_level(logging.WARNING, "app.state.ratelimit"):
+        await RateLimiter(dead_client, fail_open=False).charge(key(tpm=1), 10)
     assert caplog.records[0].getMessage().startswith("tokens not counted: Redis is unreachable")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.config import Settings
+from app.config import load_settings
 from app.tools.context import Plugin, ToolContext
 from app.tools.registry import ToolRegistry
 from tests.fakes.open_meteo import FakeOpenMeteo
@@ -30,7 +30,8 @@ def meteo_url(meteo: FakeOpenMeteo) -> Iterator[str]:
 @asynccontextmanager
 async def registry_of(plugin: Plugin, **settings: Any) -> AsyncIterator[ToolRegistry]:
     """A registry with `plugin`'s tools enabled, built on `settings`; closed afterwards."""
-    context = ToolContext.open(Settings(_env_file=None, **settings))
+    loaded = load_settings(_env_file=None, **settings)
+    context = ToolContext.open(loaded.tools, loaded.providers.connect_timeout)
     registry = ToolRegistry(timeout=10, result_max_chars=8000)
     plugin(registry.register, context)
     registry.enable(None)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.config import Settings
+from app.config import load_settings
 from app.errors import InvalidRequest
 from app.tools import calculator
 from app.tools.calculator import calculator as calculate
@@ -166,7 +166,8 @@ async def test_code_is_never_run(expression: str, monkeypatch: pytest.MonkeyPatc
 
 
 async def test_through_the_registry() -> None:
-    context = ToolContext.open(Settings(_env_file=None))
+    loaded = load_settings(_env_file=None)
+    context = ToolContext.open(loaded.tools, loaded.providers.connect_timeout)
     try:
         registry = ToolRegistry(timeout=5, result_max_chars=8000)
         calculator.register_tools(registry.register, context)

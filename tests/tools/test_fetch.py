@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from ddgs.exceptions import DDGSException
 from yarl import URL
 
-from app.config import Settings
+from app.config import load_settings
 from app.errors import InvalidRequest, ToolError
 from app.security.ssrf import AddressRefused
 from app.tools import fetch
@@ -64,7 +64,7 @@ async def make_fetcher() -> AsyncIterator[MakeFetcher]:
     made: list[Fetcher] = []
 
     def make(resolver: AbstractResolver | None = None, **overrides: Any) -> Fetcher:
-        fetcher = Fetcher(Settings(_env_file=None, **overrides), resolver)
+        fetcher = Fetcher(load_settings(_env_file=None, **overrides).tools, 2.0, resolver)
         made.append(fetcher)
         return fetcher
 
@@ -386,9 +386,9 @@ async def test_the_tools_are_registered_and_their_client_closed_at_shutdown(
     pages: tuple[str, PagesState],
 ) -> None:
     url, _ = pages
-    settings = Settings(_env_file=None, fetch_allowed_networks=LOOPBACK)
-    context = ToolContext.open(settings)
-    registry = ToolRegistry(settings.tool_timeout, settings.tool_result_max_chars)
+    settings = load_settings(_env_file=None, fetch_allowed_networks=LOOPBACK)
+    context = ToolContext.open(settings.tools, settings.providers.connect_timeout)
+    registry = ToolRegistry(settings.tools.tool_timeout, settings.tools.tool_result_max_chars)
     try:
         fetch.register_tools(registry.register, context)
         registry.enable(None)

@@ -31,7 +31,7 @@ LIMITS: dict[str, Any] = {
 
 @pytest.fixture
 async def registry() -> AsyncIterator[ToolRegistry]:
-    context = ToolContext.open(gateway_settings(**LIMITS))
+    context = ToolContext.open(gateway_settings(**LIMITS).tools, 2.0)
     registry = ToolRegistry(timeout=10, result_max_chars=10_000)
     python.register_tools(registry.register, context)
     registry.enable(None)
@@ -102,7 +102,7 @@ async def test_a_sandbox_that_cannot_start_is_a_tool_error(
 
 
 async def test_tool_timeout_kills_the_program() -> None:
-    context = ToolContext.open(gateway_settings(**{**LIMITS, "python_timeout": 30.0}))
+    context = ToolContext.open(gateway_settings(**{**LIMITS, "python_timeout": 30.0}).tools, 2.0)
     registry = ToolRegistry(timeout=0.5, result_max_chars=10_000)
     python.register_tools(registry.register, context)
     registry.enable(None)

@@ -53,7 +53,8 @@ def plugin(register: Register, context: ToolContext) -> None:
 @pytest.fixture
 async def context() -> AsyncIterator[ToolContext]:
     context = ToolContext.open(
-        gateway_settings(enabled_tools=None, tool_timeout=0.3, tool_result_max_chars=1000)
+        gateway_settings(enabled_tools=None, tool_timeout=0.3, tool_result_max_chars=1000).tools,
+        2.0,
     )
     yield context
     await context.aclose()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from app.config import Settings
+from app.config import load_settings
 from app.tools import system_info
 from app.tools.context import ToolContext
 from app.tools.registry import ToolRegistry
@@ -46,7 +46,8 @@ async def test_does_not_block_the_event_loop() -> None:
 
 
 async def test_off_by_default() -> None:
-    context = ToolContext.open(Settings(_env_file=None))
+    loaded = load_settings(_env_file=None)
+    context = ToolContext.open(loaded.tools, loaded.providers.connect_timeout)
     try:
         registry = ToolRegistry(timeout=10, result_max_chars=8000)
         system_info.register_tools(registry.register, context)

@@ -7,7 +7,7 @@ import threading
 import pytest
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
-from app.config import Settings
+from app.config import load_settings
 from app.errors import InvalidRequest, ToolError
 from app.tools import web_search
 from app.tools.context import ToolContext
@@ -84,9 +84,9 @@ async def test_ddgs_failures_become_clear_tool_errors(error: Exception, message:
 
 
 async def test_the_tool_is_registered_with_its_bounds_and_configured_default() -> None:
-    settings = Settings(_env_file=None, search_max_results=7)
-    context = ToolContext.open(settings)
-    registry = ToolRegistry(settings.tool_timeout, settings.tool_result_max_chars)
+    settings = load_settings(_env_file=None, search_max_results=7)
+    context = ToolContext.open(settings.tools, settings.providers.connect_timeout)
+    registry = ToolRegistry(settings.tools.tool_timeout, settings.tools.tool_result_max_chars)
     try:
         web_search.register_tools(registry.register, context)
     finally:

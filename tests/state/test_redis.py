@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.ops.redis import EmbeddedRedis, connect, open_redis, redis_server_binary
+from app.state.redis import EmbeddedRedis, connect, open_redis, redis_server_binary
 from tests.conftest import MakeGateway, gateway_settings, start_redis
 
 
@@ -23,7 +23,7 @@ def test_a_server_binary_is_found() -> None:
 
 async def test_embedded_redis_persists_across_restarts(tmp_path: Path) -> None:
     settings = gateway_settings(redis_url="", data_dir=tmp_path)
-    client, embedded = await open_redis(settings)
+    client, embedded = await open_redis(settings.state, settings.server.data_dir)
     assert embedded is not None
     assert embedded.socket == (tmp_path / "redis" / "redis.sock").resolve()
     assert oct(embedded.socket.stat().st_mode & 0o777) == "0o700"
@@ -33,7 +33,7 @@ async def test_embedded_redis_persists_across_restarts(tmp_path: Path) -> None:
     assert not embedded.socket.exists()
     assert any((tmp_path / "redis").glob("appendonly*"))
 
-    client, embedded = await open_redis(settings)
+    client, embedded = await open_redis(settings.state, settings.server.data_dir)
     assert embedded is not None
     assert await client.get("kept") == b"yes"
     await client.aclose()
@@ -41,7 +41,7 @@ async def test_embedded_redis_persists_across_restarts(tmp_path: Path) -> None:
 
 
 async def test_an_external_redis_url_starts_nothing(redis_url: str) -> None:
-    client, embedded = await open_redis(gateway_settings(redis_url=redis_url))
+    client, embedded = await open_redis(gateway_settings(redis_url=redis_url).state, Path())
     assert embedded is None
     assert await client.ping()
     await client.aclose()

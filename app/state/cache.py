@@ -20,8 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.config import Settings
-from app.tools.detector import Detected
+from app.config import StateSettings
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +139,12 @@ class ResponseCache:
         raw = await self._space.get(key)
         if raw is None:
             return None
-        completion: dict[str, Any] = orjson.loads(raw)
-        return completion
+        record: dict[str, Any] = orjson.loads(raw)
+        return record
 
-    async def put(self, key: str, completion: dict[str, Any], ttl: float | None = None) -> None:
-        """Store `completion` for `ttl` seconds (default: LLM_CACHE_TTL)."""
-        await self._space.put(key, orjson.dumps(completion), ttl or self.ttl)
+    async def put(self, key: str, record: dict[str, Any], ttl: float | None = None) -> None:
+        """Store `record` (a stored answer) for `ttl` seconds (default: LLM_CACHE_TTL)."""
+        await self._space.put(key, orjson.dumps(record), ttl or self.ttl)
 
 
 class ToolCache:
@@ -176,8 +175,8 @@ class ToolCache:
 
 
 class IntentCache:
-    """The tool a model chose for a message (or that it chose none), per message, model and
-    enabled tools. The detector's patterns are not cached: they cost less than a round trip."""
+    """The tool a model chose for a message (`{"name", "arguments"}`, or None when it chose
+    none), per message, model and enabled tools."""
 
     def __init__(self, space: _Namespace, ttl: float) -> None:
         self._space = space
@@ -192,17 +191,13 @@ class IntentCache:
         raw = await self._space.get(self._key(text, enabled, model))
         if raw is None:
             return None
-        found = orjson.loads(raw)
-        return Hit(None if found is None else Detected(found["name"], found["arguments"]))
+        return Hit(orjson.loads(raw))
 
     async def put(
-        self, text: str, enabled: Collection[str], model: str, detected: Detected | None
+        self, text: str, enabled: Collection[str], model: str, found: dict[str, Any] | None
     ) -> None:
         if self.ttl <= 0:
             return
-        found = (
-            None if detected is None else {"name": detected.name, "arguments": detected.arguments}
-        )
         await self._space.put(self._key(text, enabled, model), orjson.dumps(found), self.ttl)
 
 
@@ -213,7 +208,7 @@ class Caches:
     intent: IntentCache
 
     @classmethod
-    def open(cls, redis: aioredis.Redis, settings: Settings) -> Caches:
+    def open(cls, redis: aioredis.Redis, settings: StateSettings) -> Caches:
         """The three caches on one client, bypassed together when it fails."""
         guard = _Guard()
         return cls(

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.errors import StateUnavailable
-from app.memory.sessions import TOTALS_KEY, SessionStore, TurnRecord, aggregate
-from app.ops.redis import connect
+from app.state.redis import connect
+from app.state.sessions import TOTALS_KEY, SessionStore, TurnRecord, aggregate
 
 TTL = 3600.0
 

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.config import Settings
+from app.config import StateSettings
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,14 @@ class EmbeddedRedis:
             await process.wait()
 
 
-async def open_redis(settings: Settings) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
+async def open_redis(
+    settings: StateSettings, data_dir: Path
+) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """The client for REDIS_URL, or for an embedded server started in DATA_DIR/redis."""
     embedded = None
     url = settings.redis_url
     if not url:
-        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        embedded = EmbeddedRedis(data_dir / "redis")
         await embedded.start()
         url = embedded.url
     return connect(url, settings.redis_timeout), embedded

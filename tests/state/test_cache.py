@@ -10,16 +10,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.chat.turn import collect
-from app.config import Settings
+from app.config import load_settings
 from app.errors import ToolError
-from app.memory import cache as cache_module
-from app.memory.cache import STATS_KEY, Caches, invalidate, stats
-from app.memory.replay import CachedAnswer, StoringAnswer, cache_status
-from app.ops.redis import connect
-from app.ops.redis import probe as ping
-from app.providers.base import Chunk
-from app.tools.detector import Detected
+from app.state import cache as cache_module
+from app.state.cache import STATS_KEY, Caches, invalidate, stats
+from app.state.redis import connect
+from app.state.redis import probe as ping
 from app.tools.registry import ToolRegistry
 
 CALLS: list[dict[str, Any]] = []
@@ -45,7 +41,7 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 def caches_for(redis: aioredis.Redis, **settings: Any) -> Caches:
-    return Caches.open(redis, Settings(_env_file=None, **settings))  # type: ignore[call-arg]
+    return Caches.open(redis, load_settings(_env_file=None, **settings).state)
 
 
 # --- what is cacheable, and under which key ---------------------------------------------------
@@ -107,6 +103,15 @@ async def test_the_key_ignores_what_does_not_change_the_answer(client: aioredis.
     )
 
 
+STORED = {
+    "version": 2,
+    "model": "openai/m",
+    "lists_tools": False,
+    "events": [{"kind": "Text", "text": "An answer of some length. " * 12, "choice": 0}],
+}
+"""A stored answer, as the engine stores one."""
+
+
 # --- responses ----------------------------------------------------------------------------------
 
 
@@ -118,130 +123,6 @@ async def test_a_response_is_stored_with_its_ttl_and_counted(client: aioredis.Re
     assert await llm.get(key) == {"object": "chat.completion", "choices": []}
     assert 119_000 < await client.pttl(key) <= 120_000
     assert await client.hgetall(STATS_KEY) == {b"llm:hits": b"1", b"llm:misses": b"1"}
-
-
-def completion(content: str = "Hi there.", **message: Any) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-old",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "openai/m",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None, **message},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-    }
-
-
-async def drain(answer: Any) -> list[Chunk | str]:
-    return [chunk async for chunk in answer.chunks()]
-
-
-async def test_a_hit_replays_as_chunks_that_collect_back_to_the_completion() -> None:
-    stored = completion(tools_used=None)
-    del stored["choices"][0]["message"]["tools_used"]
-    stored["tools_used"] = [{"name": "calculator"}]
-    answer = CachedAnswer(stored, include_usage=True)
-    chunks = await drain(answer)
-    assert cache_status(answer) == "hit"
-    assert answer.id != "chatcmpl-old"
-    assert {c["id"] for c in chunks if isinstance(c, dict)} == {answer.id}
-    deltas = [c["choices"][0]["delta"] for c in chunks[:-1] if isinstance(c, dict)]
-    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hi there."}, {}]
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"  # type: ignore[index]
-    assert chunks[-1] == {
-        "id": answer.id,
-        "object": "chat.completion.chunk",
-        "created": answer.created,
-        "model": "openai/m",
-        "choices": [],
-        "usage": stored["usage"],
-    }
-    plain = await CachedAnswer(stored, include_usage=False).collect()
-    assert plain["tools_used"] == [{"name": "calculator"}]
-    assert plain["choices"] == stored["choices"]
-    assert plain["id"] != "chatcmpl-old"
-    assert (await collect(CachedAnswer(stored, include_usage=False)))["choices"] == stored[
-        "choices"
-    ]
-
-
-async def test_a_hit_replays_client_tool_calls() -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    stored = completion(None, tool_calls=[call])
-    stored["choices"][0]["finish_reason"] = "tool_calls"
-    chunks = await drain(CachedAnswer(stored, include_usage=False))
-    deltas = [c["choices"][0]["delta"] for c in chunks if isinstance(c, dict)]
-    assert deltas[1] == {"tool_calls": [{"index": 0, **call}]}
-    assert "usage" not in chunks[-1]
-    assert (await collect(CachedAnswer(stored, include_usage=False)))["choices"] == stored[
-        "choices"
-    ]
-
-
-class FakeAnswer:
-    """An answer of scripted chunks that may fail after them."""
-
-    def __init__(self, chunks: list[Chunk | str], fail: bool = False, model: str = "m") -> None:
-        self.id, self.created, self.model = "chatcmpl-x", 7, model
-        self.usage: dict[str, Any] | None = None
-        self._chunks, self._fail = chunks, fail
-
-    async def chunks(self) -> AsyncIterator[Chunk | str]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._fail:
-            raise ToolError("cut")
-        self.usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-
-    async def collect(self) -> dict[str, Any]:
-        return await collect(self)
-
-
-def chunk(delta: dict[str, Any], finish: str | None = None) -> Chunk:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish}
-    return {"id": "chatcmpl-x", "created": 7, "model": "m", "choices": [choice]}
-
-
-SAID = [chunk({"role": "assistant", "content": "Hi"}), "keep-alive", chunk({"content": "!"})]
-
-
-async def test_a_streamed_miss_is_stored_only_once_complete(client: aioredis.Redis) -> None:
-    llm = caches_for(client).llm
-
-    def storing(answer: FakeAnswer, key: str, model: str = "m") -> StoringAnswer:
-        return StoringAnswer(
-            answer,
-            cache=llm,
-            key=key,
-            model=model,
-            status="miss",
-            tool_ttl=lambda name: 0.0,
-            tool_status_in_stream=True,
-        )
-
-    complete = storing(FakeAnswer([*SAID, chunk({}, "stop")]), "cache:llm:a")
-    assert await drain(complete) == [*SAID, chunk({}, "stop")]
-    stored = await llm.get("cache:llm:a")
-    assert stored is not None
-    assert stored["choices"][0]["message"]["content"] == "Hi!"
-    assert stored["usage"]["total_tokens"] == 2
-
-    with pytest.raises(ToolError):
-        await drain(storing(FakeAnswer([*SAID, chunk({}, "stop")], fail=True), "cache:llm:b"))
-    await drain(storing(FakeAnswer(SAID), "cache:llm:c"))
-    await drain(storing(FakeAnswer([*SAID, chunk({}, "stop")], model="fb"), "cache:llm:d"))
-    gone = storing(FakeAnswer([*SAID, chunk({}, "stop")]), "cache:llm:e")
-    stream = gone.chunks()
-    await anext(stream)
-    await stream.aclose()  # the client left
-    assert await client.keys("cache:llm:*") == [b"cache:llm:a"]
-    assert cache_status(complete) == "miss"
 
 
 # --- tools ----------------------------------------------------------------------------------------
@@ -297,11 +178,12 @@ async def test_intent_decisions_are_cached_including_no_tool(client: aioredis.Re
     intent = caches_for(client).intent
     enabled = ["calculator", "time"]
     assert await intent.get("double ninety", enabled, "openai/m") is None
-    await intent.put(" double ninety ", enabled, "openai/m", Detected("calculator", {"x": "90*2"}))
+    found = {"name": "calculator", "arguments": {"x": "90*2"}}
+    await intent.put(" double ninety ", enabled, "openai/m", found)
     await intent.put("tell a joke", enabled, "openai/m", None)
     hit = await intent.get("double ninety", list(reversed(enabled)), "openai/m")
     assert hit is not None
-    assert hit.value == Detected("calculator", {"x": "90*2"})
+    assert hit.value == found
     none = await intent.get("tell a joke", enabled, "openai/m")
     assert none is not None
     assert none.value is None
@@ -322,7 +204,7 @@ async def test_no_intent_cache_with_a_zero_ttl(client: aioredis.Redis) -> None:
 async def test_stats_count_keys_and_memory_per_cache(client: aioredis.Redis) -> None:
     caches = caches_for(client, tool_cache_ttl=["lookup=60"])
     for i in range(3):
-        await caches.llm.put(f"cache:llm:{i}", completion())
+        await caches.llm.put(f"cache:llm:{i}", STORED)
     await caches.llm.get("cache:llm:0")
     await caches.llm.get("cache:llm:nope")
     await caches.tools.put("lookup", {"city": "Paris"}, {"x": 1})
@@ -385,10 +267,10 @@ async def test_a_redis_that_is_gone_is_bypassed_and_logged_once(
 ) -> None:
     gone = connect(f"unix://{tmp_path}/nobody.sock", timeout=1.0)
     caches = caches_for(gone, tool_cache_ttl=["lookup=60"])
-    with caplog.at_level(logging.WARNING, logger="app.memory.cache"):
+    with caplog.at_level(logging.WARNING, logger="app.state.cache"):
         assert await caches.llm.get("cache:llm:x") is None
         assert not caches.llm.available
-        await caches.llm.put("cache:llm:x", completion())
+        await caches.llm.put("cache:llm:x", STORED)
         assert await caches.tools.get("lookup", {"city": "Paris"}) is None
         monkeypatch.setattr(cache_module, "_RETRY_AFTER", 0.0)
         assert await caches.intent.get("x", [], "m") is None

@@ -1,0 +1,89 @@
+"""The `/v1/chat/stream` wire: a turn as named server-sent events. `agent` when it starts,
+`tool_call_started` and `tool_call_completed` around each of the gateway's tools, `token`
+(`{"text"}`) for each piece of text, then `done` (`{fullText, suggestions, timings, sessionId,
+model, sources, usage}`) or `error` (the OpenAI error object). Keep-alives are SSE comments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from app.api.wire.sse import comment
+from app.chat import events as ev
+from app.chat.turn import Turn
+from app.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def stream(turn: Turn) -> AsyncIterator[bytes]:
+    parts: list[str] = []
+    started = finished = 0
+    done: dict[str, Any] = {"suggestions": [], "timings": None, "sources": []}
+    try:
+        async for event in turn.events():
+            match event:
+                case ev.AgentStep(name=name, phase="start"):
+                    yield _event(
+                        "agent",
+                        {
+                            "name": name,
+                            "model": turn.model,
+                            "sessionId": turn.session_id,
+                            "userId": turn.user_id,
+                        },
+                    )
+                case ev.Text(text=text):
+                    parts.append(text)
+                    yield _event("token", {"text": text})
+                case ev.ToolStarted(name=name):
+                    yield _event("tool_call_started", {"name": name, "index": started})
+                    yield comment(f"running {name}")
+                    started += 1
+                case ev.Waiting(names=names):
+                    yield comment("still running " + ", ".join(names))
+                case ev.ToolFinished(outcome=outcome):
+                    yield _event("tool_call_completed", {"index": finished, **outcome.summary()})
+                    finished += 1
+                case ev.Timings(ttft_ms=ttft, total_ms=total):
+                    done["timings"] = {"ttft_ms": ttft, "total_ms": total}
+                case ev.Sources(items=items):
+                    done["sources"] = list(items)
+                case ev.FollowUps(questions=questions):
+                    done["suggestions"] = list(questions)
+                case (
+                    ev.AgentStep()
+                    | ev.Usage()
+                    | ev.Finish()
+                    | ev.Reasoning()
+                    | ev.Refusal()
+                    | ev.ToolCallDelta()
+                ):
+                    pass
+    except GatewayError as exc:
+        log.warning("turn of session %s failed: %s", turn.session_id, exc.message)
+        yield _event("error", exc.body()["error"])
+        return
+    except Exception:
+        log.exception("turn of session %s failed", turn.session_id)
+        yield _event("error", GatewayError("internal error").body()["error"])
+        return
+    yield _event(
+        "done",
+        {
+            "fullText": "".join(parts),
+            "suggestions": done["suggestions"],
+            "timings": done["timings"],
+            "sessionId": turn.session_id,
+            "model": turn.model,
+            "sources": done["sources"],
+            "usage": (turn.usage or ev.NO_USAGE).public(),
+        },
+    )

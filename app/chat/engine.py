@@ -1,0 +1,213 @@
+"""The turn engine, with no HTTP in sight: persona, routing (once per turn), the response cache,
+server-side tools, and the answer as events.
+
+A request takes the short path (one upstream stream, read as events) unless the gateway's tools
+apply: tools are enabled, one choice is asked for, and the client did not say `tool_choice:
+"none"`. Then a model with function calling is offered the tools and the tool loop runs them; a
+model without gets the tool the detector picks from the user's message, run before it answers.
+
+A model without function calling that is sent the client's own tools (OpenWebUI sends its
+native tools with every chat) answers without them: they are not sent, the turn says so
+(`Turn.tools_dropped`), and the first time for each model the log does too.
+
+OpenWebUI's background tasks (titles, tags, follow-ups, … see `chat/tasks.py`) go out as sent:
+no persona, no tools, to TASK_MODEL when it is set, behind the users' turns on a local model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from app.chat.context import text_of
+from app.chat.persona import Persona
+from app.chat.replay import replayed, store
+from app.chat.tasks import task_kind
+from app.chat.tool_loop import LoopSettings, ToolLoop, tool_name
+from app.chat.turn import Turn, read
+from app.config import ProviderSettings, ToolSettings
+from app.errors import GatewayError, InvalidRequest
+from app.providers.router import Needs, Route, Router
+from app.state.cache import Caches
+from app.tools import detector
+from app.tools.detector import Detected
+from app.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+_CLASSIFY_MAX_TOKENS = 128
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        persona: Persona,
+        registry: ToolRegistry,
+        caches: Caches,
+        providers: ProviderSettings,
+        tools: ToolSettings,
+    ) -> None:
+        self.router = router
+        self.persona = persona
+        self._registry = registry
+        self._caches = caches
+        self._total_timeout = providers.total_timeout
+        self._request_timeout = providers.request_timeout
+        self._task_model = providers.task_model
+        self._detection = tools.tool_detection
+        self._loop = LoopSettings(
+            max_steps=tools.max_tool_steps,
+            total_timeout=providers.total_timeout,
+            keepalive=tools.tool_keepalive,
+        )
+        self._without_function_calling: set[str] = set()
+        self._dropped_logged: set[str] = set()
+
+    async def chat(self, body: dict[str, Any], needs: Needs, route: Route | None = None) -> Turn:
+        """The turn of `body` (a validated OpenAI chat request), opened: its first chunk has
+        come, so that failures before it can still be answered with an HTTP status. A cacheable
+        request is answered from the response cache when it can be, and stored when not.
+        `route`, when given, is `body`'s model already resolved."""
+        if (kind := task_kind(body["messages"])) is not None:
+            return await self._task(body, kind, needs)
+        upstream = {**body, "messages": self.persona.apply(body["messages"])}
+        upstream.pop("cache", None)  # the gateway's own field: upstreams refuse unknown ones
+        route = route or await self.router.resolve(body.get("model"))
+        cache = self._caches.llm
+        if not cache.wants(body, needs.choices):
+            return await self._answer(upstream, route, needs)
+        key = cache.key(upstream, route.id, self._registry.enabled)
+        record = await cache.get(key)
+        hit = None if record is None else replayed(record)
+        if hit is not None:
+            return hit
+        turn = await self._answer(upstream, route, needs)
+        turn.cache = "miss" if cache.available else "bypass"
+        if turn.model == route.id:  # not a fallback's answer
+            store(turn, cache, key, self._caches.tools.ttl)
+        return turn
+
+    async def _task(self, body: dict[str, Any], kind: str, needs: Needs) -> Turn:
+        """A background task's turn: the request as sent, to TASK_MODEL when it is set."""
+        route = await self.router.resolve(self._task_model or body.get("model"))
+        log.debug("background task %s for %s", kind, route.id)
+        upstream = {k: v for k, v in body.items() if k != "cache"}
+        return await self._plain(upstream, route, replace(needs, background=True))
+
+    async def _answer(self, upstream: dict[str, Any], route: Route, needs: Needs) -> Turn:
+        """The turn of `upstream` (the request with the persona applied)."""
+        client_tools = {tool_name(t) for t in upstream.get("tools") or []}
+        if client_tools and not self._calls_tools(route):
+            return await self._without_client_tools(upstream, route, needs)
+        if not self._tools_apply(upstream, needs, client_tools):
+            try:
+                return await self._plain(upstream, route, needs)
+            except InvalidRequest as exc:
+                if not (client_tools and self._refuses_tools(route, exc)):
+                    raise
+                return await self._without_client_tools(upstream, route, needs)
+
+        def tool_turn(detected: Detected | None) -> ToolLoop:
+            return ToolLoop(
+                router=self.router,
+                registry=self._registry,
+                body=upstream,
+                route=route,
+                detected=detected,
+                client_tools=client_tools,
+                settings=self._loop,
+                whole=needs.whole,
+            )
+
+        if self._calls_tools(route):
+            loop = tool_turn(None)
+            try:
+                await loop.open()
+                return Turn(route.id, loop.events(), lists_tools=True)
+            except InvalidRequest as exc:
+                if not self._refuses_tools(route, exc):
+                    raise
+                if client_tools:
+                    return await self._without_client_tools(upstream, route, needs)
+        detected = await self._detect(upstream, route)
+        if detected is None:
+            return await self._plain(upstream, route, needs)
+        return Turn(route.id, tool_turn(detected).events(), lists_tools=True)
+
+    def _calls_tools(self, route: Route) -> bool:
+        return route.provider.capabilities.tools and route.id not in self._without_function_calling
+
+    def _refuses_tools(self, route: Route, exc: InvalidRequest) -> bool:
+        """Whether `exc` is `route`'s upstream refusing the offer of tools; it is remembered."""
+        if "tool" not in exc.message.lower():
+            return False
+        log.info("%s has no function calling (%s): tools by detection", route.id, exc.message)
+        self._without_function_calling.add(route.id)
+        return True
+
+    async def _without_client_tools(
+        self, upstream: dict[str, Any], route: Route, needs: Needs
+    ) -> Turn:
+        """The turn of `upstream` without the client's tools, which `route` cannot call."""
+        if route.id not in self._dropped_logged:
+            self._dropped_logged.add(route.id)
+            log.warning(
+                "%s cannot call tools: requests for it are answered without the client's tools",
+                route.id,
+            )
+        bare = {k: v for k, v in upstream.items() if k not in _TOOL_FIELDS}
+        turn = await self._answer(bare, route, replace(needs, tools=False))
+        turn.tools_dropped = len(upstream.get("tools") or [])
+        return turn
+
+    def _tools_apply(self, body: dict[str, Any], needs: Needs, client_tools: set[str]) -> bool:
+        return (
+            needs.choices == 1
+            and body.get("tool_choice") != "none"
+            and any(name not in client_tools for name in self._registry.enabled)
+        )
+
+    async def _plain(self, body: dict[str, Any], route: Route, needs: Needs) -> Turn:
+        opened = await self.router.open(route, body, needs)
+        deadline = time.monotonic() + self._total_timeout
+        return Turn(opened.route.id, read(opened, deadline, self._total_timeout))
+
+    async def _detect(self, body: dict[str, Any], route: Route) -> Detected | None:
+        """The tool the last user message asks for: by pattern, then (TOOL_DETECTION=model) by
+        asking the model itself."""
+        text = last_user_text(body["messages"])
+        if self._detection == "off" or not text:
+            return None
+        enabled = self._registry.enabled
+        found = detector.detect(text, enabled)
+        if found is not None or self._detection != "model":
+            return found
+        intent = self._caches.intent
+        if (hit := await intent.get(text, enabled, route.id)) is not None:
+            return None if hit.value is None else Detected(**hit.value)
+        question = [
+            {"role": "system", "content": detector.classification_prompt(self._registry.schemas())},
+            {"role": "user", "content": text},
+        ]
+        try:
+            reply = await self.router.ask(
+                route, question, max_tokens=_CLASSIFY_MAX_TOKENS, within=self._request_timeout
+            )
+        except GatewayError as exc:
+            log.warning("tool classification by %s failed: %s", route.id, exc.message)
+            return None
+        found = detector.parse_classification(reply, enabled)
+        stored = None if found is None else {"name": found.name, "arguments": found.arguments}
+        await intent.put(text, enabled, route.id, stored)
+        return found
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last message when a user sent it, else empty (a tool round goes on)."""
+    last = messages[-1] if messages else {}
+    return text_of(last) if last.get("role") == "user" else ""

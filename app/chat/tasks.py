@@ -1,0 +1,45 @@
+"""OpenWebUI's background tasks: the title, tags, follow-up questions, search queries,
+autocompletion, emoji and image prompts it asks a model for beside the user's chat. They quote
+the chat inside one of OpenWebUI's prompt templates; a gateway that treats them as user turns
+adds its persona, tools and context to them and makes them queue before the user's next
+message. Each template is recognised by its opening (OpenWebUI 0.12's defaults)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from app.chat.context import text_of
+
+_OPENINGS: dict[str, re.Pattern[str]] = {
+    kind: re.compile(pattern, re.IGNORECASE)
+    for kind, pattern in {
+        "title": r"###\s*Task:\s*Generate a concise,? 3-5 word title",
+        "tags": r"###\s*Task:\s*Generate 1-3 broad tags",
+        "follow_ups": r"###\s*Task:\s*Suggest 3-5 relevant follow-up questions",
+        "queries": r"###\s*Task:\s*Analyze the chat history to determine the necessity of "
+        r"generating search queries",
+        "autocomplete": r"###\s*Task:\s*You are an autocompletion system",
+        "image_prompt": r"###\s*Task:\s*Generate a detailed prompt for an? image generation",
+        "emoji": r"Your task is to reflect the speaker's likely facial expression",
+        "moa": r"You have been provided with a set of responses from various models",
+        "tool_choice": r"Available Tools:",
+        "task": r"###\s*Task:",
+    }.items()
+}
+
+
+def task_kind(messages: list[dict[str, Any]]) -> str | None:
+    """The kind of OpenWebUI background task `messages` ask for, or None for a user's turn.
+    A task is one message (user or system) whose text opens with one of the templates; a
+    custom template that keeps OpenWebUI's `### Task:` heading counts as `task`."""
+    candidates = [m for m in (messages[-1:] + messages[:1]) if m.get("role") in _ROLES]
+    for message in candidates:
+        head = text_of(message).lstrip()[:200]
+        for kind, opening in _OPENINGS.items():
+            if opening.match(head):
+                return kind
+    return None
+
+
+_ROLES = ("user", "system")

@@ -1,0 +1,142 @@
+"""The composition root: every service the gateway runs on, built once in the lifespan from the
+settings and closed there, in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from app.chat.engine import Engine
+from app.chat.persona import Persona
+from app.chat.stateful import Conversations
+from app.chat.summary import Background, Folder
+from app.config import Settings
+from app.ops.health import HealthChecker
+from app.providers.factory import build_providers
+from app.providers.router import Router
+from app.state.cache import Caches
+from app.state.ratelimit import RateLimiter
+from app.state.redis import open_redis
+from app.state.sessions import SessionStore
+from app.tools.context import Plugin, ToolContext
+from app.tools.registry import ToolRegistry, load_registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    router: Router
+    redis: aioredis.Redis
+    caches: Caches
+    sessions: SessionStore
+    limiter: RateLimiter
+    registry: ToolRegistry
+    engine: Engine
+    conversations: Conversations
+    health: HealthChecker
+    started: float
+    """time.monotonic() when the services were up."""
+    started_at: int
+    """The Unix time of the same moment."""
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, persona: Persona, tool_plugins: Iterable[Plugin] | None = None
+) -> AsyncIterator[Services]:
+    """Every service, open; `tool_plugins` replaces the built-in and installed tool plugins."""
+    async with AsyncExitStack() as stack:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, keepalive_timeout=60),
+            trust_env=False,
+        )
+        stack.push_async_callback(session.close)
+        providers, skipped = build_providers(settings.providers, session)
+        for provider in providers:
+            stack.push_async_callback(provider.aclose)
+        router = Router(providers, settings.providers)
+        redis, embedded_redis = await open_redis(settings.state, settings.server.data_dir)
+        if embedded_redis is not None:
+            stack.push_async_callback(embedded_redis.stop)
+        stack.push_async_callback(redis.aclose)
+        log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
+        health = HealthChecker(router, redis)
+        _log_providers(await health.report(), skipped)
+        _check_model_ids(settings, skipped)
+        tool_context = ToolContext.open(settings.tools, settings.providers.connect_timeout)
+        stack.push_async_callback(tool_context.aclose)
+        caches = Caches.open(redis, settings.state)
+        registry = load_registry(tool_context, tool_plugins, caches.tools)
+        log.info("tools enabled: %s", ", ".join(registry.enabled) or "none")
+        if persona.instructions():
+            log.info("persona %r is applied to every turn", persona.name)
+        sessions = SessionStore(
+            redis,
+            ttl=settings.state.session_ttl,
+            max_messages=settings.state.max_session_messages,
+        )
+        background = Background()
+        stack.push_async_callback(background.aclose)
+        engine = Engine(
+            router=router,
+            persona=persona,
+            registry=registry,
+            caches=caches,
+            providers=settings.providers,
+            tools=settings.tools,
+        )
+        folder = Folder(
+            router,
+            sessions,
+            background,
+            token_budget=settings.state.token_budget,
+            timeout=settings.providers.total_timeout,
+        )
+        yield Services(
+            settings=settings,
+            router=router,
+            redis=redis,
+            caches=caches,
+            sessions=sessions,
+            limiter=RateLimiter(redis, settings.security.rate_limit_fail_open),
+            registry=registry,
+            engine=engine,
+            conversations=Conversations(
+                engine=engine,
+                store=sessions,
+                folder=folder,
+                settings=settings.state,
+                side_timeout=settings.providers.request_timeout,
+            ),
+            health=health,
+            started=time.monotonic(),
+            started_at=int(time.time()),
+        )
+
+
+def _check_model_ids(settings: Settings, skipped: dict[str, str]) -> None:
+    """Warn about DEFAULT_MODEL and FALLBACK_MODELS ids that name a skipped provider."""
+    section = settings.providers
+    for model_id in filter(None, [section.default_model, *section.fallback_models]):
+        prefix = model_id.partition("/")[0]
+        if prefix in skipped:
+            log.warning("%s names provider %s, which is not active", model_id, prefix)
+
+
+def _log_providers(report: dict[str, Any], skipped: dict[str, str]) -> None:
+    for name, state in report["providers"].items():
+        reach = "reachable" if state["status"] == "up" else "NOT reachable now"
+        log.info("provider %s: active, %s (%s)", name, reach, state["detail"])
+    for name, reason in skipped.items():
+        log.info("provider %s: skipped, %s", name, reason)
+    if not report["providers"]:
+        log.error("no provider is active: every chat request will fail")

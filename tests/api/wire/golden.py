@@ -1,0 +1,78 @@
+"""Golden files: the exact bytes each wire gives for the fixed turn of `tests/chat/test_events.py`
+(`TURN`). Regenerate with `python -m tests.api.wire.golden` after a deliberate change of a wire,
+and read the diff before committing it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+from app.api.wire import chat_json, chat_stream, openai_chat
+from app.chat.events import Event
+from app.chat.replay import play
+from app.chat.turn import Turn
+from tests.chat.test_events import TURN
+
+HERE = Path(__file__).parent / "golden"
+
+
+def fixed_turn(events: list[Event] = TURN) -> Turn:
+    return Turn(
+        "openai/m",
+        play(events),
+        id="chatcmpl-1",
+        created=7,
+        lists_tools=True,
+        session_id="s1",
+        user_id="alice",
+    )
+
+
+async def joined(frames: AsyncIterator[bytes]) -> bytes:
+    return b"".join([frame async for frame in frames])
+
+
+async def _json(body: dict[str, object]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+async def openai_stream(turn: Turn) -> bytes:
+    options = openai_chat.StreamOptions(include_usage=True, activity_in_content=True)
+    return await joined(openai_chat.stream(turn, options))
+
+
+async def openai_stream_plain(turn: Turn) -> bytes:
+    return await joined(openai_chat.stream(turn, openai_chat.StreamOptions()))
+
+
+async def openai_completion(turn: Turn) -> bytes:
+    return await _json(await openai_chat.completion(turn))
+
+
+async def stream_events(turn: Turn) -> bytes:
+    return await joined(chat_stream.stream(turn))
+
+
+async def chat_body(turn: Turn) -> bytes:
+    return await _json(await chat_json.body(turn))
+
+
+WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
+    "openai_chat.sse": openai_stream,
+    "openai_chat_plain.sse": openai_stream_plain,
+    "openai_chat.json": openai_completion,
+    "chat_stream.sse": stream_events,
+    "chat.json": chat_body,
+}
+
+
+async def _write() -> None:
+    for name, encode in WIRES.items():
+        (HERE / name).write_bytes(await encode(fixed_turn()))
+
+
+if __name__ == "__main__":
+    asyncio.run(_write())

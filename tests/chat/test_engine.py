@@ -1,0 +1,137 @@
+"""The engine's choices seen from the wire: a model that cannot call tools still answers a request
+that carries the client's tools; OpenWebUI's background tasks go out as sent; a plain answer that
+breaks half-way falls back, since nothing has reached the client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from app.chat.tasks import task_kind
+from tests.api.sse import sse_events
+from tests.conftest import MakeGateway
+from tests.fakes.openai_upstream import OpenAIUpstreamState
+
+CLIENT_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+TITLE = (
+    "### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history.\n"
+    "### Guidelines:\n- The title should clearly represent the main theme.\n"
+    "### Chat History:\n<chat_history>\nUSER: Hello!\nASSISTANT: Hi there.\n</chat_history>"
+)
+
+
+def post(url: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_tools_are_not_sent_to_a_model_that_cannot_call_them(
+    make_gateway: MakeGateway,
+    upstream: OpenAIUpstreamState,
+    caplog: pytest.LogCaptureFixture,
+    stream: bool,
+) -> None:
+    url = make_gateway()
+    body = {
+        "model": "openai/no-tools",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "tools": [CLIENT_TOOL],
+        "tool_choice": "auto",
+    }
+    with caplog.at_level(logging.WARNING, logger="app.chat.engine"):
+        for _ in range(2):
+            if stream:
+                resp, events = sse_events(url, {**body, "stream": True})
+                text = "".join(
+                    e["choices"][0]["delta"].get("content") or ""
+                    for e in events[:-1]
+                    if e["choices"]
+                )
+            else:
+                resp = post(url, **body)
+                assert resp.status_code == 200, resp.text
+                text = resp.json()["choices"][0]["message"]["content"]
+            assert text.endswith("Hello!")
+            assert resp.headers["x-tools-dropped"] == (
+                "1 tools not sent: openai/no-tools cannot call tools"
+            )
+    assert [r.getMessage() for r in caplog.records if "cannot call tools" in r.getMessage()] == [
+        "openai/no-tools cannot call tools: requests for it are answered without the client's tools"
+    ]
+    # the first request learnt that the model refuses tools; the second sent none
+    assert "tools" in upstream.requests[0]
+    assert [("tools" in r, "tool_choice" in r) for r in upstream.requests[1:]] == [
+        (False, False)
+    ] * 2
+
+
+def test_a_model_with_function_calling_gets_the_client_tools(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway()
+    resp = post(
+        url,
+        model="openai/tool-model",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[CLIENT_TOOL],
+    )
+    assert resp.status_code == 200
+    assert "x-tools-dropped" not in resp.headers
+    assert resp.json()["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_background_task_goes_out_as_sent(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(enabled_tools=["calculator"])
+    messages = [{"role": "user", "content": TITLE}]
+    resp = post(url, model="openai/gpt-test", messages=messages, stream=False)
+    assert resp.status_code == 200
+    (sent,) = upstream.requests
+    assert sent["messages"] == messages, "no persona in front of a task"
+    assert "tools" not in sent
+
+
+def test_task_model_takes_the_background_tasks(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(task_model="openai/gpt-test")
+    task = post(url, model="openai/no-tools", messages=[{"role": "user", "content": TITLE}])
+    turn = post(url, model="openai/no-tools", messages=[{"role": "user", "content": "Hello!"}])
+    assert (task.json()["model"], turn.json()["model"]) == ("openai/gpt-test", "openai/no-tools")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (TITLE, "title"),
+        ("### Task:\nGenerate 1-3 broad tags categorizing the main themes", "tags"),
+        ("### Task:\nSuggest 3-5 relevant follow-up questions or prompts", "follow_ups"),
+        ("### Task:\nSomething a custom template asks", "task"),
+        ("Your task is to reflect the speaker's likely facial expression", "emoji"),
+        ("Hello!", None),
+        ("Please write ### Task: lists for me", None),
+    ],
+)
+def test_task_kinds(text: str, kind: str | None) -> None:
+    assert task_kind([{"role": "user", "content": text}]) == kind
+
+
+def test_a_plain_answer_cut_half_way_falls_back(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(fallback_models=["openai/gpt-test"])
+    resp = post(url, model="openai/cut", messages=[{"role": "user", "content": "hi"}])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == "openai/gpt-test"
+    assert resp.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+    # streamed, the first bytes went out: the cut is said in-band instead
+    streamed = {"model": "openai/cut", "messages": [{"role": "user", "content": "hi"}]}
+    _, events = sse_events(url, {**streamed, "stream": True})
+    assert "error" in events[-2]
