@@ -87,8 +87,9 @@ def _events(choice: dict[str, Any]) -> list[Event]:
     index = choice.get("index") or 0
     delta = choice.get("delta") or {}
     events: list[Event] = []
-    if delta.get("reasoning_content"):
-        events.append(Reasoning(delta["reasoning_content"], index))
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning:  # DeepSeek and vLLM say reasoning_content; OpenRouter and others reasoning
+        events.append(Reasoning(reasoning, index))
     if delta.get("content"):
         events.append(Text(delta["content"], index, choice.get("logprobs")))
     if delta.get("refusal"):

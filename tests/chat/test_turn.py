@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.chat.events import Event, Finish, Text, ToolCallDelta, Usage
+from app.chat.events import Event, Finish, Reasoning, Text, ToolCallDelta, Usage
 from app.chat.turn import Turn, read
 from app.errors import UpstreamError, UpstreamTimeout
 from app.providers.base import Capabilities, Chunk
@@ -91,3 +91,14 @@ async def test_tool_call_fragments_keep_their_index_and_choice() -> None:
         ToolCallDelta(0, None, None, "{}", 1),
         Finish("tool_calls", 1),
     ]
+
+
+async def test_reasoning_under_either_name() -> None:
+    t = turn(
+        [
+            delta(reasoning_content="a"),
+            delta(reasoning="b"),
+            delta(finish="stop"),
+        ]
+    )
+    assert await events_of(t) == [Reasoning("a"), Reasoning("b"), Finish("stop")]
