@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     persona_path: Path = Path("persona.json")
     api_keys: CommaList = []
     cors_origins: CommaList = []
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
     default_model: str = ""
     fallback_models: CommaList = []

@@ -2,6 +2,7 @@
 
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error (param names the field)
+    ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found
@@ -60,6 +61,12 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
 
 
 class AuthenticationFailed(GatewayError):

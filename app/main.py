@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import __version__
 from app.api import cache, chat, embeddings, health, models, sessions, tools
 from app.api.errors import install_error_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.chat.service import ChatService
@@ -93,6 +93,7 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_auth(app, settings)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
