@@ -2,6 +2,7 @@
 
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error (param names the field)
+    │   └── UpstreamRejected        400 with the upstream's own type, code and param
     ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
     ├── NotFound                    404 not_found
@@ -61,6 +62,24 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+
+
+class UpstreamRejected(InvalidRequest):
+    """An upstream's refusal of the request, its OpenAI `type`, `code` and `param` (such as
+    `context_length_exceeded` on `messages`) passed on to the client as the upstream gave them."""
+
+    def __init__(
+        self, message: str, *, error_type: str, code: str | int | None, param: str | None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.error_type = error_type
+        self.error_code = code
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["type"] = self.error_type
+        body["error"]["code"] = self.error_code
+        return body
 
 
 class RequestTooLarge(GatewayError):

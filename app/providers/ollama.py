@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -12,12 +13,21 @@ import aiohttp
 import orjson
 
 from app.config import Settings
-from app.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamTimeout
+from app.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from app.providers import ollama_wire as wire
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.http import error_message, iter_lines, raise_for_status, translate_errors
 
 log = logging.getLogger(__name__)
+
+# "the input length exceeds the context length", answered 400, 413 or 500 by version.
+_CONTEXT_OVERFLOW = re.compile(r"exceeds the (maximum )?context", re.IGNORECASE)
 
 
 class OllamaProvider:
@@ -138,6 +148,14 @@ class OllamaProvider:
                 resp = await self._send(path, payload)
         if resp.status >= 400:
             try:
+                message = error_message(await resp.read())
+                if _CONTEXT_OVERFLOW.search(message):
+                    raise UpstreamRejected(
+                        f"{self.name}: {message}",
+                        error_type="invalid_request_error",
+                        code="context_length_exceeded",
+                        param="input" if path == "/api/embed" else "messages",
+                    )
                 await raise_for_status(self.name, model, resp)
             finally:
                 resp.release()

@@ -13,6 +13,8 @@ Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen 
     truncated     content lines, then the stream ends without a `done: true` line
     slow-stream   many lines, slowly; `client_went_away` tells whether the client left early
     rate-limited  429 with Retry-After
+    long-context  "the input length exceeds the context length": 400 from /api/chat, 500 from
+                  /api/embed (as older versions answer)
     anything else "Hello, world!" in four lines (`options.num_predict` cuts it: done_reason
                   "length")
 
@@ -39,6 +41,7 @@ CREATED_AT = "2025-01-01T00:00:00.000000Z"
 ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 SLOW_LINES = 200
 SLOW_INTERVAL = 0.02
+CONTEXT_OVERFLOW = "the input length exceeds the context length"
 
 Line = dict[str, Any]
 
@@ -66,6 +69,7 @@ class FakeOllama:
             "truncated",
             "slow-stream",
             "rate-limited",
+            "long-context",
             "nomic-embed-text",
         ),
         pullable: tuple[str, ...] = ("qwen2.5:0.5b", "gemma3"),
@@ -119,6 +123,8 @@ class FakeOllama:
             return JSONResponse({"error": "too many requests"}, 429, {"Retry-After": "7"})
         if full_name(model) not in self.installed:
             return _not_found(model)
+        if base_name(model) == "long-context":
+            return JSONResponse({"error": CONTEXT_OVERFLOW}, 400)
         if base_name(model) == "no-tools" and body.get("tools"):
             error = f"registry.ollama.ai/library/{full_name(model)} does not support tools"
             return JSONResponse({"error": error}, 400)
@@ -135,6 +141,8 @@ class FakeOllama:
         model = str(body.get("model", ""))
         if full_name(model) not in self.installed:
             return _not_found(model)
+        if base_name(model) == "long-context":
+            return JSONResponse({"error": CONTEXT_OVERFLOW}, 500)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         dims = int(body.get("dimensions") or 4)
