@@ -48,7 +48,7 @@ def create_app(
             trust_env=False,
         )
         providers, skipped = build_providers(settings, session)
-        router = Router(providers, settings)
+        router = Router(providers, settings, skipped)
         redis, embedded_redis = await open_redis(settings)
         log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
         checker = HealthChecker(router, redis)

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from app.api.deps import RouterDep
 from app.api.responses import JSON
-from app.errors import ModelNotFound
 from app.providers.router import Route
 
 router = APIRouter()
@@ -32,4 +31,4 @@ async def get_model(model_id: str, models: RouterDep) -> Response:
     route = await models.lookup(model_id)
     if route is not None:
         return JSON(_entry(route))
-    raise ModelNotFound(f"the model '{model_id}' does not exist")
+    raise models.not_found(model_id)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +52,15 @@ class Needs:
 
 
 class Router:
-    def __init__(self, providers: list[Provider], settings: Settings) -> None:
+    def __init__(
+        self,
+        providers: list[Provider],
+        settings: Settings,
+        skipped: Mapping[str, str] | None = None,
+    ) -> None:
+        """`skipped` names the providers that are off, with the reason (and setting) why."""
         self.providers = {p.name: p for p in providers}
+        self._skipped = dict(skipped or {})
         self.breakers = {
             p.name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
             for p in providers
@@ -99,7 +106,18 @@ class Router:
         found = await self.lookup(model_id)
         if found is not None:
             return found
-        raise ModelNotFound(
+        raise self.not_found(model_id)
+
+    def not_found(self, model_id: str) -> ModelNotFound:
+        """The 404 for a model no active provider has; for `provider/model` of a provider that
+        is off, it says which setting turns it on."""
+        prefix, sep, rest = model_id.partition("/")
+        if sep and rest and prefix in self._skipped:
+            return ModelNotFound(
+                f"the model '{model_id}' needs provider {prefix}, which is off: "
+                f"{self._skipped[prefix]}"
+            )
+        return ModelNotFound(
             f"the model '{model_id}' does not exist on any active provider; "
             "GET /v1/models lists the available ones"
         )

@@ -1,11 +1,12 @@
-"""The router's choices, with scripted providers standing in for upstreams (the HTTP paths are
-covered against real fake servers in tests/api)."""
+"""The router's choices, with scripted providers standing in for upstreams, and what a client
+sees of them through a real gateway on the fake upstreams."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx
 import pytest
 
 from app.errors import (
@@ -18,7 +19,7 @@ from app.errors import (
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.router import Needs, Router
-from tests.conftest import gateway_settings
+from tests.conftest import MakeGateway, gateway_settings
 
 ANSWER: Chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
 
@@ -155,3 +156,41 @@ async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
     assert opened.route.id == "b/n"
     assert "tools" in seen[0]
     assert seen[-1] == {"messages": []}
+
+
+# --- through a real gateway ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "setting"),
+    [
+        ("openai/gpt-4o-mini", "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"),
+        ("ollama/llama3.2", "OLLAMA_BASE_URL is empty"),
+        ("llamacpp/qwen", "LLAMACPP_BASE_URL is empty"),
+        ("local/gemma-3-270m", "LOCAL_ENABLED is off"),
+    ],
+)
+def test_a_model_of_a_provider_that_is_off_is_404_naming_the_setting(
+    make_gateway: MakeGateway, model: str, setting: str
+) -> None:
+    url = make_gateway(openai_base_url="", openai_api_key="")
+    provider = model.partition("/")[0]
+    requests = [
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("POST", "/v1/embeddings", {"model": model, "input": "x"}),
+        ("POST", "/chat", {"user_id": "u", "message": "hi", "model": model}),
+        ("GET", f"/v1/models/{model}", None),
+    ]
+    for method, path, body in requests:
+        resp = httpx.request(method, f"{url}{path}", json=body)
+        assert resp.status_code == 404, (path, resp.text)
+        error = resp.json()["error"]
+        assert error["code"] == "model_not_found"
+        assert error["param"] == "model"
+        assert error["message"].startswith(
+            f"the model '{model}' needs provider {provider}, which is off: {setting}"
+        ), error["message"]
