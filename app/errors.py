@@ -11,6 +11,7 @@
     │   └── UpstreamRateLimited     429, raised by a provider; retryable
     ├── UpstreamError               502 upstream_error, a provider failed; retryable
     │   ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
+    │   │   └── ProviderUnreachable 503, nothing answers at the provider's address
     │   └── UpstreamTimeout         504 upstream_timeout
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
@@ -134,6 +135,11 @@ class UpstreamError(GatewayError):
 class ProviderUnavailable(UpstreamError):
     status = 503
     code = "provider_unavailable"
+
+
+class ProviderUnreachable(ProviderUnavailable):
+    """No connection to the provider at all (refused, no route, unknown host): a failure of the
+    provider itself, whatever model was asked for."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -1,6 +1,6 @@
 """Health of the providers and of Redis: probes run concurrently and are cached for a moment;
-circuit states are read live. Redis down makes the gateway degraded, not down: stateless chat
-still answers."""
+circuit states (each provider's, and those of its models that are not closed) are read live.
+Redis down makes the gateway degraded, not down: stateless chat still answers."""
 
 from __future__ import annotations
 
@@ -42,13 +42,15 @@ class HealthChecker:
                 self._probes = dict(zip(names, probes, strict=True))
                 self._at = time.monotonic()
         providers = {}
+        breakers = self._router.breakers
         for name, probe in self._probes.items():
-            circuit = self._router.breakers[name].state
+            circuit = breakers.providers[name].state
             up = probe["reachable"] and circuit is not BreakerState.OPEN
             providers[name] = {
                 "status": "up" if up else "down",
                 "detail": probe["detail"],
                 "circuit": circuit.value,
+                "model_circuits": {m: s.value for m, s in breakers.model_states(name).items()},
                 "latency_ms": probe["latency_ms"],
             }
         up = sum(1 for p in providers.values() if p["status"] == "up")

@@ -15,6 +15,7 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    ProviderUnreachable,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -117,7 +118,7 @@ async def translate_errors(provider: str) -> AsyncIterator[None]:
             provider, f"no answer within the timeout ({exc or 'timed out'})"
         ) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise ProviderUnavailable(provider, f"cannot connect: {exc.os_error or exc}") from exc
+        raise ProviderUnreachable(provider, f"cannot connect: {exc.os_error or exc}") from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         raise UpstreamError(provider, f"connection lost mid-answer ({exc})") from exc
     except aiohttp.ClientError as exc:

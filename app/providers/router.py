@@ -1,5 +1,6 @@
-"""Model id -> provider, and the fallback chain: retries with backoff, circuit breakers, and
-the move down `FALLBACK_MODELS` when a provider fails before its first chunk."""
+"""Model id -> provider, and the fallback chain: retries with backoff, circuit breakers (per
+provider and per model), and the move down `FALLBACK_MODELS` when a provider fails before its
+first chunk."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
     UpstreamError,
 )
 from app.providers.base import Chunk, Provider
-from app.providers.breaker import BreakerState, CircuitBreaker
+from app.providers.breaker import Breakers
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,7 @@ class Router:
         """`skipped` names the providers that are off, with the reason (and setting) why."""
         self.providers = {p.name: p for p in providers}
         self._skipped = dict(skipped or {})
-        self.breakers = {
-            p.name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
-            for p in providers
-        }
+        self.breakers = Breakers(self.providers, settings.breaker_failures, settings.breaker_reset)
         self._settings = settings
         self._models: list[Route] = []
         self._models_at = -1e9
@@ -97,7 +96,7 @@ class Router:
         model_id = (model_id or "").strip() or self._settings.default_model
         if not model_id:
             for route in await self.models():
-                if self.breakers[route.provider.name].state is not BreakerState.OPEN:
+                if not self.breakers.is_open(route.provider.name, route.model):
                     return route
             raise ModelNotFound("no model was given and no provider has one available")
         prefix, sep, rest = model_id.partition("/")
@@ -176,15 +175,16 @@ class Router:
     ) -> OpenStream | None:
         """Try one route up to `RETRY_ATTEMPTS` times. Retryable failures are appended to
         `errors` and give None; a failure a retry cannot mend is raised."""
-        breaker = self.breakers[route.provider.name]
+        provider, model = route.provider.name, route.model
         for attempt in range(self._settings.retry_attempts):
-            if not breaker.allow():
-                wait = breaker.retry_in()
+            blocked = self.breakers.blocked(provider, model)
+            if blocked is not None:
                 errors.append(
                     ProviderUnavailable(
-                        route.provider.name,
-                        f"circuit open after repeated failures, next probe in {wait:.0f}s",
-                        retry_after=wait,
+                        provider,
+                        f"circuit {blocked.circuit} open after repeated failures, "
+                        f"next probe in {blocked.retry_in:.0f}s",
+                        retry_after=blocked.retry_in,
                     )
                 )
                 return None
@@ -196,17 +196,19 @@ class Router:
             except GatewayError as exc:
                 error = exc
             except BaseException:
-                breaker.release()
+                self.breakers.release(provider, model)
                 await stream.aclose()
                 raise
             else:
-                breaker.success()
+                self.breakers.success(provider, model)
                 return OpenStream(route, first, stream)
             await stream.aclose()
             if not error.retryable:
-                breaker.release()
+                self.breakers.release(provider, model)
                 raise error
-            breaker.failure()
+            self.breakers.failure(
+                provider, model, unreachable=isinstance(error, ProviderUnreachable)
+            )
             errors.append(error)
             log.warning("%s failed (attempt %d): %s", route.id, attempt + 1, error.message)
             delay = self._backoff(attempt, error)

@@ -92,15 +92,24 @@ def test_no_provider_at_all_is_down(make_gateway: MakeGateway) -> None:
 def test_an_open_circuit_marks_a_reachable_provider_down(
     make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]
 ) -> None:
+    """One broken model opens its own circuit only; a second one failing is the provider
+    failing, and opens the provider's."""
     ollama_url, _ = ollama_server
     url = make_gateway(
         ollama_base_url=ollama_url, retry_attempts=1, breaker_failures=1, breaker_reset=60
     )
-    chat = httpx.post(
-        f"{url}/v1/chat/completions",
-        json={"model": "openai/error-500", "messages": [{"role": "user", "content": "hi"}]},
-    )
-    assert chat.status_code == 502
+
+    def fail(model: str) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 502
+
+    fail("openai/error-500")
+    report = get(url, "/health").json()
+    assert report["status"] == "ok"
+    assert report["providers"]["openai"]["status"] == "up"
+    assert report["providers"]["openai"]["circuit"] == "closed"
+    assert report["providers"]["openai"]["model_circuits"] == {"error-500": "open"}
+    fail("openai/flaky")
     resp = get(url, "/health")
     assert resp.status_code == 200
     report = resp.json()
@@ -108,8 +117,10 @@ def test_an_open_circuit_marks_a_reachable_provider_down(
     tripped = report["providers"]["openai"]
     assert tripped["circuit"] == "open"
     assert tripped["status"] == "down"
+    assert tripped["model_circuits"] == {"error-500": "open", "flaky": "open"}
     assert report["providers"]["ollama"]["status"] == "up"
     assert report["providers"]["ollama"]["circuit"] == "closed"
+    assert report["providers"]["ollama"]["model_circuits"] == {}
     assert get(url, "/health/ready").status_code == 200
 
 
