@@ -24,7 +24,7 @@ from app.memory.cache import Caches
 from app.ops.health import HealthChecker
 from app.ops.logging import install_log_context
 from app.ops.redis import open_redis
-from app.providers.factory import build_providers
+from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.security.auth import install_auth
 from app.tools.context import Plugin, ToolContext
@@ -51,7 +51,7 @@ def create_app(
         router = Router(providers, settings, skipped)
         redis, embedded_redis = await open_redis(settings)
         log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
-        checker = HealthChecker(router, redis)
+        checker = HealthChecker(router, redis, by_default=on_by_default(settings))
         _log_providers(await checker.report(), skipped)
         _check_model_ids(settings, skipped)
         tool_context = ToolContext.open(settings)
@@ -114,9 +114,15 @@ def _check_model_ids(settings: Settings, skipped: dict[str, str]) -> None:
             log.warning("%s names provider %s, which is not active", model_id, prefix)
 
 
+_REACH = {
+    "up": "reachable",
+    "unreachable": "not running at its default URL (not counted against health)",
+}
+
+
 def _log_providers(report: dict[str, Any], skipped: dict[str, str]) -> None:
     for name, state in report["providers"].items():
-        reach = "reachable" if state["status"] == "up" else "NOT reachable now"
+        reach = _REACH.get(state["status"], "NOT reachable now")
         log.info("provider %s: active, %s (%s)", name, reach, state["detail"])
     for name, reason in skipped.items():
         log.info("provider %s: skipped, %s", name, reason)

@@ -61,3 +61,10 @@ def build_providers(
     except LocalModelUnavailable as exc:
         skipped["local"] = str(exc)
     return active, skipped
+
+
+def on_by_default(settings: Settings) -> frozenset[str]:
+    """The providers active only through a default setting, not because they were configured:
+    Ollama at its default URL. When nothing listens there, it is absent rather than down."""
+    default = Settings.model_fields["ollama_base_url"].default
+    return frozenset({"ollama"}) if settings.ollama_base_url == default else frozenset()

@@ -68,6 +68,8 @@ class Router:
         self._models: list[Route] = []
         self._models_at = -1e9
         self._models_lock = asyncio.Lock()
+        self._unlisted: set[str] = set()
+        """Providers whose last listing failed: logged when they fail and when they are back."""
 
     async def models(self) -> list[Route]:
         """Every active provider's models, fetched concurrently and cached briefly."""
@@ -86,8 +88,14 @@ class Router:
             async with asyncio.timeout(_LIST_TIMEOUT):
                 names = await provider.list_models()
         except (GatewayError, TimeoutError) as exc:
-            log.warning("could not list %s models: %s", provider.name, exc)
+            if provider.name not in self._unlisted:
+                self._unlisted.add(provider.name)
+                reason = exc or f"no answer within {_LIST_TIMEOUT:g}s"
+                log.warning("could not list %s models: %s", provider.name, reason)
             return []
+        if provider.name in self._unlisted:
+            self._unlisted.remove(provider.name)
+            log.info("%s answers again: its models are listed", provider.name)
         return [Route(provider, name) for name in names]
 
     async def resolve(self, model_id: str | None) -> Route:

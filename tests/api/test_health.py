@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
 from tests.conftest import MakeGateway
 from tests.fakes.ollama_upstream import VERSION, FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState
@@ -77,6 +78,49 @@ def test_every_provider_down_is_503(make_gateway: MakeGateway) -> None:
         live = get(url, f"{prefix}/health/live")
         assert live.status_code == 200
         assert live.json() == {"status": "ok"}
+
+
+@pytest.fixture
+def no_ollama_at_its_default_url() -> str:
+    """Ollama's default URL, where nothing listens on this machine (else the test is skipped)."""
+    url = Settings.model_fields["ollama_base_url"].default
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.ConnectError:
+        return str(url)
+    pytest.skip(f"something answers at {url}")
+
+
+def test_ollama_absent_at_its_default_url_does_not_degrade_health(
+    make_gateway: MakeGateway, no_ollama_at_its_default_url: str
+) -> None:
+    """A default install whose Ollama is not running: reported, but the gateway is ok."""
+    url = make_gateway(ollama_base_url=no_ollama_at_its_default_url)
+    resp = get(url, "/health")
+    assert resp.status_code == 200
+    report = resp.json()
+    assert report["status"] == "ok"
+    assert report["providers"]["openai"]["status"] == "up"
+    absent = report["providers"]["ollama"]
+    assert absent["status"] == "unreachable"
+    assert absent["detail"].startswith("ollama: cannot connect")
+
+
+def test_ollama_absent_at_its_default_url_and_nothing_else_up_is_down(
+    make_gateway: MakeGateway, no_ollama_at_its_default_url: str
+) -> None:
+    url = make_gateway(ollama_base_url=no_ollama_at_its_default_url, **NO_OPENAI)
+    resp = get(url, "/health")
+    assert resp.status_code == 503
+    assert resp.json()["status"] == "down"
+    assert resp.json()["providers"]["ollama"]["status"] == "unreachable"
+    assert get(url, "/health/ready").status_code == 503
+
+
+def test_ollama_down_at_a_url_that_was_set_degrades_health(make_gateway: MakeGateway) -> None:
+    report = get(make_gateway(ollama_base_url=DOWN), "/health").json()
+    assert report["status"] == "degraded"
+    assert report["providers"]["ollama"]["status"] == "down"
 
 
 def test_no_provider_at_all_is_down(make_gateway: MakeGateway) -> None:

@@ -3,6 +3,7 @@ sees of them through a real gateway on the fake upstreams."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -20,6 +21,8 @@ from app.errors import (
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.router import Needs, Router
 from tests.conftest import MakeGateway, gateway_settings
+from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.serve import free_port, serve
 
 ANSWER: Chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
 
@@ -194,3 +197,26 @@ def test_a_model_of_a_provider_that_is_off_is_404_naming_the_setting(
         assert error["message"].startswith(
             f"the model '{model}' needs provider {provider}, which is off: {setting}"
         ), error["message"]
+
+
+def test_a_provider_that_cannot_list_its_models_is_logged_once_per_change(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every refresh of the model list asks again; the log says so when the provider goes
+    away, and when it is back, not on every refresh."""
+    caplog.set_level(logging.INFO, logger="app.providers.router")
+    port = free_port()
+    url = make_gateway(ollama_base_url=f"http://127.0.0.1:{port}", models_cache_ttl=0)
+
+    def refresh(times: int) -> list[str]:
+        caplog.clear()
+        for _ in range(times):
+            assert httpx.get(f"{url}/v1/models", timeout=20).status_code == 200
+        return [r.getMessage() for r in caplog.records if r.name == "app.providers.router"]
+
+    down = refresh(3)
+    assert len(down) == 1
+    assert down[0].startswith("could not list ollama models: ollama: cannot connect")
+    with serve(FakeOllama().app, port=port):
+        assert refresh(3) == ["ollama answers again: its models are listed"]
+    assert len(refresh(3)) == 1
