@@ -1,5 +1,5 @@
 """Ollama over its native API (`/api/chat`, `/api/embed`, `/api/pull`), pulling missing models
-on demand."""
+on demand; `/api/tags` and `/api/show` say which models only embed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import orjson
 
 from app.config import Settings
 from app.errors import (
+    GatewayError,
     InvalidRequest,
     ModelNotFound,
     UpstreamError,
@@ -21,7 +22,7 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.providers import ollama_wire as wire
-from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.base import Capabilities, Chunk, Embeddings, looks_like_embedding
 from app.providers.http import error_message, iter_lines, raise_for_status, translate_errors
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,24 @@ class OllamaProvider:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.request_timeout
         )
         self._pulls: dict[str, asyncio.Task[None]] = {}
+        self._shown: dict[str, frozenset[str] | None] = {}
+        """Capabilities by model digest, as `/api/show` gave them (None: it did not say)."""
+        self._embedding_only: dict[str, bool] = {}
+        """By listed name (with its tag), as of the last listing."""
 
     async def list_models(self) -> list[str]:
         async with translate_errors(self.name):
             data = await self._get_json("/api/tags")
-        return [str(m["name"]) for m in data.get("models") or [] if m.get("name")]
+        listed = {str(m["name"]): m for m in data.get("models") or [] if m.get("name")}
+        capabilities = await self._capabilities(listed)
+        self._embedding_only = {
+            name: _embedding_only(name, m, capabilities[name]) for name, m in listed.items()
+        }
+        return list(listed)
+
+    def embedding_only(self, model: str) -> bool:
+        known = self._embedding_only.get(_tagged(model))
+        return looks_like_embedding(model) if known is None else known
 
     async def health(self) -> str:
         async with translate_errors(self.name):
@@ -121,6 +135,37 @@ class OllamaProvider:
         if not isinstance(data, dict):
             raise UpstreamError(self.name, f"unexpected answer: {raw[:200]!r}")
         return data
+
+    async def _capabilities(
+        self, listed: dict[str, dict[str, Any]]
+    ) -> dict[str, frozenset[str] | None]:
+        """Each listed model's capabilities; `/api/show` is asked once per model digest."""
+        digests = {name: str(m.get("digest") or name) for name, m in listed.items()}
+        new = [name for name, digest in digests.items() if digest not in self._shown]
+        answers = await asyncio.gather(*map(self._show, new))
+        known = self._shown | {digests[name]: caps for name, caps in zip(new, answers, strict=True)}
+        self._shown = {digest: known[digest] for digest in digests.values()}
+        return {name: known[digest] for name, digest in digests.items()}
+
+    async def _show(self, model: str) -> frozenset[str] | None:
+        """`/api/show`'s capabilities of `model` (`completion`, `embedding`, `tools`, ...); None
+        when this Ollama does not say (before 0.6.4) or the question failed."""
+        try:
+            async with (
+                translate_errors(self.name),
+                self._session.post(
+                    self._base + "/api/show",
+                    data=orjson.dumps({"model": model}),
+                    headers={"Content-Type": "application/json"},
+                    timeout=self._timeout,
+                ) as resp,
+            ):
+                await raise_for_status(self.name, model, resp)
+                capabilities = self._object(await resp.read()).get("capabilities")
+        except GatewayError as exc:
+            log.debug("ollama: no capabilities for %r: %s", model, exc.message)
+            return None
+        return frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         async with self._session.get(self._base + path, timeout=self._timeout) as resp:
@@ -222,6 +267,21 @@ class OllamaProvider:
                 if line.get("status") == "success":
                     return
         raise UpstreamError(self.name, f"pull of model '{model}' ended without success")
+
+
+def _tagged(model: str) -> str:
+    """`model` as Ollama lists it: an untagged name means `:latest`."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
+def _embedding_only(name: str, listed: dict[str, Any], capabilities: frozenset[str] | None) -> bool:
+    """Capabilities, where Ollama gives them, decide; else a BERT family in the listing's
+    details (nomic-bert, bert: what Ollama's embedding models are built on), else the name."""
+    if capabilities is not None:
+        return "embedding" in capabilities and "completion" not in capabilities
+    details = listed.get("details") or {}
+    families = [details.get("family") or "", *(details.get("families") or [])]
+    return any("bert" in str(family) for family in families) or looks_like_embedding(name)
 
 
 class _PullProgress:

@@ -71,6 +71,10 @@ class Router:
         self._unlisted: set[str] = set()
         """Providers whose last listing failed: logged when they fail and when they are back."""
 
+    async def chat_models(self) -> list[Route]:
+        """The models that chat: every listed one but those that only embed."""
+        return [r for r in await self.models() if not r.provider.embedding_only(r.model)]
+
     async def models(self) -> list[Route]:
         """Every active provider's models, fetched concurrently and cached briefly."""
         if time.monotonic() - self._models_at < self._settings.models_cache_ttl:
@@ -103,7 +107,7 @@ class Router:
         model list; an empty one means `DEFAULT_MODEL`, else the first model available."""
         model_id = (model_id or "").strip() or self._settings.default_model
         if not model_id:
-            for route in await self.models():
+            for route in await self.chat_models():
                 if not self.breakers.is_open(route.provider.name, route.model):
                     return route
             raise ModelNotFound("no model was given and no provider has one available")
@@ -248,6 +252,13 @@ _TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 
 
 def _check(route: Route, needs: Needs) -> None:
+    """That `route` can give the chat answer asked for."""
+    if route.provider.embedding_only(route.model):
+        raise InvalidRequest(
+            f"the model '{route.id}' is an embedding model: it has no chat completions "
+            "(use it on /v1/embeddings)",
+            param="model",
+        )
     caps = route.provider.capabilities
     if needs.tools and not caps.tools:
         raise InvalidRequest(

@@ -41,6 +41,9 @@ class Scripted:
     async def list_models(self) -> list[str]:
         return list(self.script)
 
+    def embedding_only(self, model: str) -> bool:
+        return model.startswith("embed")
+
     async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
         self.calls.append(model)
         outcomes = self.script[model]
