@@ -27,6 +27,8 @@ from app.providers.http import error_message, iter_lines, raise_for_status, tran
 
 log = logging.getLogger(__name__)
 
+# Each /api/show when the models are listed, within the router's budget for the whole listing.
+_SHOW_TIMEOUT = 2.0
 # "the input length exceeds the context length", answered 400, 413 or 500 by version.
 _CONTEXT_OVERFLOW = re.compile(r"exceeds the (maximum )?context", re.IGNORECASE)
 
@@ -44,7 +46,7 @@ class OllamaProvider:
         )
         self._pulls: dict[str, asyncio.Task[None]] = {}
         self._shown: dict[str, frozenset[str] | None] = {}
-        """Capabilities by model digest, as `/api/show` gave them (None: it did not say)."""
+        """Capabilities by model digest, as `/api/show` gave them (None: it does not say)."""
         self._embedding_only: dict[str, bool] = {}
         """By listed name (with its tag), as of the last listing."""
 
@@ -139,32 +141,38 @@ class OllamaProvider:
     async def _capabilities(
         self, listed: dict[str, dict[str, Any]]
     ) -> dict[str, frozenset[str] | None]:
-        """Each listed model's capabilities; `/api/show` is asked once per model digest."""
+        """Each listed model's capabilities. `/api/show` is asked once per model digest: its
+        answer is kept, its failure (an error, or no answer within `_SHOW_TIMEOUT`) is not, and
+        leaves the model to be judged by family and name this time."""
         digests = {name: str(m.get("digest") or name) for name, m in listed.items()}
-        new = [name for name, digest in digests.items() if digest not in self._shown]
-        answers = await asyncio.gather(*map(self._show, new))
-        known = self._shown | {digests[name]: caps for name, caps in zip(new, answers, strict=True)}
-        self._shown = {digest: known[digest] for digest in digests.values()}
-        return {name: known[digest] for name, digest in digests.items()}
+        shown = {d: self._shown[d] for d in digests.values() if d in self._shown}
+        new = [name for name, digest in digests.items() if digest not in shown]
+        answers = await asyncio.gather(*map(self._show, new), return_exceptions=True)
+        for name, answer in zip(new, answers, strict=True):
+            if isinstance(answer, GatewayError | TimeoutError):
+                log.debug("ollama: no capabilities for %r: %s", name, answer or "timed out")
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                shown[digests[name]] = answer
+        self._shown = shown
+        return {name: shown.get(digest) for name, digest in digests.items()}
 
     async def _show(self, model: str) -> frozenset[str] | None:
         """`/api/show`'s capabilities of `model` (`completion`, `embedding`, `tools`, ...); None
-        when this Ollama does not say (before 0.6.4) or the question failed."""
-        try:
-            async with (
-                translate_errors(self.name),
-                self._session.post(
-                    self._base + "/api/show",
-                    data=orjson.dumps({"model": model}),
-                    headers={"Content-Type": "application/json"},
-                    timeout=self._timeout,
-                ) as resp,
-            ):
-                await raise_for_status(self.name, model, resp)
-                capabilities = self._object(await resp.read()).get("capabilities")
-        except GatewayError as exc:
-            log.debug("ollama: no capabilities for %r: %s", model, exc.message)
-            return None
+        when this Ollama does not say (before 0.6.4)."""
+        async with (
+            asyncio.timeout(_SHOW_TIMEOUT),
+            translate_errors(self.name),
+            self._session.post(
+                self._base + "/api/show",
+                data=orjson.dumps({"model": model}),
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
+            ) as resp,
+        ):
+            await raise_for_status(self.name, model, resp)
+            capabilities = self._object(await resp.read()).get("capabilities")
         return frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None
 
     async def _get_json(self, path: str) -> dict[str, Any]:

@@ -222,6 +222,21 @@ def test_ollamas_capabilities_decide_else_its_families_and_names(
         assert len(fake.show_requests) == 3
 
 
+def test_a_slow_api_show_does_not_lose_the_list(make_gateway: MakeGateway) -> None:
+    """Capabilities that do not come in time are asked for again at the next listing; this one
+    goes by family and name."""
+    fake = FakeOllama(installed=("llama3.2", "embedder", "embed-like-chat"), show_delay=3)
+    with serve(fake.app) as ollama_url:
+        url = make_gateway(ollama_base_url=ollama_url, models_cache_ttl=0, **NO_OPENAI)
+        resp = httpx.get(f"{url}/v1/models", timeout=20)
+        assert ids(resp.json()) == ["ollama/llama3.2:latest"]
+        assert resp.elapsed.total_seconds() < 3
+        fake.show_delay = 0
+        listed = sorted(ids(httpx.get(f"{url}/v1/models").json()))
+        assert listed == ["ollama/embed-like-chat:latest", "ollama/llama3.2:latest"]
+        assert set(fake.show_requests.values()) == {2}
+
+
 def test_no_model_means_the_first_that_chats(make_gateway: MakeGateway) -> None:
     fake = FakeOllama(installed=("embedder", "llama3.2"))
     with serve(fake.app) as ollama_url:

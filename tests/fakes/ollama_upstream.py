@@ -23,8 +23,8 @@ Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen 
 
 A model that is not installed answers 404 "model ... not found, try pulling it first"; models in
 `pullable` can be pulled (which installs them), others fail to pull as on the real registry.
-`/api/show` gives a model's capabilities, unless `capabilities=False` (as before Ollama 0.6.4);
-`show_requests` counts the models it was asked about.
+`/api/show` gives a model's capabilities, unless `capabilities=False` (as before Ollama 0.6.4),
+after `show_delay` seconds; `show_requests` counts the models it was asked about.
 """
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ class FakeOllama:
         pullable: tuple[str, ...] = ("qwen2.5:0.5b", "gemma3"),
         pull_delay: float = 0.05,
         capabilities: bool = True,
+        show_delay: float = 0.0,
     ) -> None:
         self.installed = {full_name(name) for name in installed}
         self.capabilities = capabilities
+        self.show_delay = show_delay
         self.show_requests: Counter[str] = Counter()
         self.pullable = {full_name(name) for name in pullable}
         self.pull_delay = pull_delay
@@ -130,6 +132,7 @@ class FakeOllama:
     async def show(self, request: Request) -> Response:
         model = full_name(str(orjson.loads(await request.body()).get("model", "")))
         self.show_requests[model] += 1
+        await asyncio.sleep(self.show_delay)
         if model not in self.installed:
             return JSONResponse({"error": f"model '{model}' not found"}, 404)
         shown: dict[str, Any] = {"details": _details(model), "model_info": {}}
