@@ -150,7 +150,7 @@ class OllamaProvider:
         answers = await asyncio.gather(*map(self._show, new), return_exceptions=True)
         for name, answer in zip(new, answers, strict=True):
             if isinstance(answer, GatewayError | TimeoutError):
-                log.debug("ollama: no capabilities for %r: %s", name, answer or "timed out")
+                log.debug("ollama: no capabilities for %r: %s", name, str(answer) or "timed out")
             elif isinstance(answer, BaseException):
                 raise answer
             else:

@@ -94,7 +94,7 @@ class Router:
         except (GatewayError, TimeoutError) as exc:
             if provider.name not in self._unlisted:
                 self._unlisted.add(provider.name)
-                reason = exc or f"no answer within {_LIST_TIMEOUT:g}s"
+                reason = str(exc) or f"no answer within {_LIST_TIMEOUT:g}s"
                 log.warning("could not list %s models: %s", provider.name, reason)
             return []
         if provider.name in self._unlisted:
