@@ -59,6 +59,7 @@ class ServerSettings(_Section):
     data_dir: Path = Path("data")
     persona_path: Path = Path("persona.json")
     cors_origins: CommaList = []
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
     _cors = field_validator("cors_origins", mode="before")(_split)
 

@@ -2,6 +2,8 @@
 
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error (param names the field)
+    │   └── UpstreamRejected        400 with the upstream's own type, code and param
+    ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found
@@ -9,6 +11,7 @@
     │   └── UpstreamRateLimited     429, raised by a provider; retryable
     ├── UpstreamError               502 upstream_error, a provider failed; retryable
     │   ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
+    │   │   └── ProviderUnreachable 503, nothing answers at the provider's address
     │   └── UpstreamTimeout         504 upstream_timeout
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
@@ -62,6 +65,30 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+class UpstreamRejected(InvalidRequest):
+    """An upstream's refusal of the request, its OpenAI `type`, `code` and `param` (such as
+    `context_length_exceeded` on `messages`) passed on to the client as the upstream gave them."""
+
+    def __init__(
+        self, message: str, *, error_type: str, code: str | int | None, param: str | None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.error_type = error_type
+        self.error_code = code
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["type"] = self.error_type
+        body["error"]["code"] = self.error_code
+        return body
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "invalid_request_error"
@@ -108,6 +135,11 @@ class UpstreamError(GatewayError):
 class ProviderUnavailable(UpstreamError):
     status = 503
     code = "provider_unavailable"
+
+
+class ProviderUnreachable(ProviderUnavailable):
+    """No connection to the provider at all (refused, no route, unknown host): a failure of the
+    provider itself, whatever model was asked for."""
 
 
 class UpstreamTimeout(UpstreamError):

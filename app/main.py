@@ -15,7 +15,7 @@ from app import __version__
 from app.api import cache, chat, embeddings, health, models, sessions, tools
 from app.api.deps import State
 from app.api.errors import install_error_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.config import Settings, load_settings
@@ -56,6 +56,7 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_auth(app, security)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.server.max_request_bytes)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -19,7 +19,7 @@ from app.chat.stateful import Conversations
 from app.chat.summary import Background, Folder
 from app.config import Settings
 from app.ops.health import HealthChecker
-from app.providers.factory import build_providers
+from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.state.cache import Caches
 from app.state.ratelimit import RateLimiter
@@ -63,13 +63,13 @@ async def open_services(
         providers, skipped = build_providers(settings.providers, session)
         for provider in providers:
             stack.push_async_callback(provider.aclose)
-        router = Router(providers, settings.providers)
+        router = Router(providers, settings.providers, skipped)
         redis, embedded_redis = await open_redis(settings.state, settings.server.data_dir)
         if embedded_redis is not None:
             stack.push_async_callback(embedded_redis.stop)
         stack.push_async_callback(redis.aclose)
         log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
-        health = HealthChecker(router, redis)
+        health = HealthChecker(router, redis, by_default=on_by_default(settings.providers))
         _log_providers(await health.report(), skipped)
         _check_model_ids(settings, skipped)
         tool_context = ToolContext.open(settings.tools, settings.providers.connect_timeout)
@@ -132,9 +132,15 @@ def _check_model_ids(settings: Settings, skipped: dict[str, str]) -> None:
             log.warning("%s names provider %s, which is not active", model_id, prefix)
 
 
+_REACH = {
+    "up": "reachable",
+    "unreachable": "not running at its default URL (not counted against health)",
+}
+
+
 def _log_providers(report: dict[str, Any], skipped: dict[str, str]) -> None:
     for name, state in report["providers"].items():
-        reach = "reachable" if state["status"] == "up" else "NOT reachable now"
+        reach = _REACH.get(state["status"], "NOT reachable now")
         log.info("provider %s: active, %s (%s)", name, reach, state["detail"])
     for name, reason in skipped.items():
         log.info("provider %s: skipped, %s", name, reason)

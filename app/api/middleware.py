@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (no per-request task or body copy): request ids and the access log."""
+"""Pure ASGI middleware (no per-request task or body copy): request ids and the access log, and
+the request size limit."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import RequestTooLarge
 from app.ids import new_id
 from app.ops.logging import request_id
+from app.security.ratelimit import send_error
 
 log = logging.getLogger("app.access")
 
@@ -56,3 +59,44 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
             )
             request_id.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 to a request whose body passes `limit` bytes: before reading it when its
+    Content-Length says so, else (a chunked body) as soon as the bytes received pass the limit.
+    A body with a Content-Length is not counted: the server delivers no more than it declares."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if int(value) > self.limit:
+                    await send_error(send, self._too_large())
+                else:
+                    await self.app(scope, receive, send)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            """The next message; the body's bytes are counted, and past the limit the app's
+            read of the body fails with the 413 (turned into the response by its handler)."""
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _too_large(self) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"the request body is larger than {self.limit} bytes (MAX_REQUEST_BYTES)"
+        )

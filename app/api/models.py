@@ -1,4 +1,6 @@
-"""GET /v1/models and /v1/models/{id}: every active provider's models as `provider/model`."""
+"""GET /v1/models and /v1/models/{id}: every active provider's models as `provider/model`. The
+list has the models that chat (OpenWebUI offers it as its chat picker); an embedding model is
+left out of it, though it can be retrieved by id and used on /v1/embeddings."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from starlette.responses import Response
 
 from app.api.deps import RouterDep
 from app.api.responses import JSON
-from app.errors import ModelNotFound
 from app.providers.router import Route
 
 router = APIRouter()
@@ -24,7 +25,8 @@ def _entry(route: Route) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_models(models: RouterDep) -> Response:
-    return JSON({"object": "list", "data": [_entry(route) for route in await models.models()]})
+    routes = await models.chat_models()
+    return JSON({"object": "list", "data": [_entry(route) for route in routes]})
 
 
 @router.get("/models/{model_id:path}")
@@ -32,4 +34,4 @@ async def get_model(model_id: str, models: RouterDep) -> Response:
     route = await models.lookup(model_id)
     if route is not None:
         return JSON(_entry(route))
-    raise ModelNotFound(f"the model '{model_id}' does not exist")
+    raise models.not_found(model_id)

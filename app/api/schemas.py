@@ -21,6 +21,9 @@ from app.errors import InvalidRequest
 _M = TypeVar("_M", bound=BaseModel)
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list"})
 _PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+MAX_JSON_DEPTH = 128
+"""Deepest nesting a request body may have: far more than any real request needs, and far
+below the 254 levels past which orjson cannot serialise what the gateway forwards."""
 
 
 class _Wire(BaseModel):
@@ -141,13 +144,29 @@ class EmbeddingRequest(_Wire):
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
+    """The JSON object `raw` holds, nested at most `MAX_JSON_DEPTH` levels deep, else a 400."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    # Only a body with that many brackets can be that deep: most are not walked at all.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise InvalidRequest(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return data
+
+
+def _deeper_than(data: dict[str, Any], limit: int) -> bool:
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 def validate(schema: type[_M], data: dict[str, Any]) -> _M:

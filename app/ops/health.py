@@ -1,6 +1,8 @@
 """Health of the providers and of Redis: probes run concurrently and are cached for a moment;
-circuit states are read live. Redis down makes the gateway degraded, not down: stateless chat
-still answers."""
+circuit states (each provider's, and those of its models that are not closed) are read live.
+Redis down makes the gateway degraded, not down: stateless chat still answers. A provider that is
+on only by default (Ollama at its default URL) and has nothing listening there is `unreachable`:
+merely absent, it degrades nothing, though with no other provider up the gateway is down."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app.errors import GatewayError
+from app.errors import GatewayError, ProviderUnreachable
 from app.providers.base import Provider
 from app.providers.breaker import BreakerState
 from app.providers.router import Router
@@ -20,8 +22,16 @@ _PROBE_TIMEOUT = 3.0
 
 
 class HealthChecker:
-    def __init__(self, router: Router, redis: aioredis.Redis, ttl: float = 2.0) -> None:
+    def __init__(
+        self,
+        router: Router,
+        redis: aioredis.Redis,
+        ttl: float = 2.0,
+        by_default: frozenset[str] = frozenset(),
+    ) -> None:
+        """`by_default`: the providers that are on only through a default setting."""
         self._router = router
+        self._by_default = by_default
         self._redis = redis
         self._redis_probe: dict[str, Any] = {}
         self._ttl = ttl
@@ -42,17 +52,25 @@ class HealthChecker:
                 self._probes = dict(zip(names, probes, strict=True))
                 self._at = time.monotonic()
         providers = {}
+        breakers = self._router.breakers
         for name, probe in self._probes.items():
-            circuit = self._router.breakers[name].state
-            up = probe["reachable"] and circuit is not BreakerState.OPEN
+            circuit = breakers.providers[name].state
+            if probe["absent"] and name in self._by_default:
+                state = "unreachable"
+            elif probe["reachable"] and circuit is not BreakerState.OPEN:
+                state = "up"
+            else:
+                state = "down"
             providers[name] = {
-                "status": "up" if up else "down",
+                "status": state,
                 "detail": probe["detail"],
                 "circuit": circuit.value,
+                "model_circuits": {m: s.value for m, s in breakers.model_states(name).items()},
                 "latency_ms": probe["latency_ms"],
             }
         up = sum(1 for p in providers.values() if p["status"] == "up")
-        status = "ok" if up == len(providers) and up else "degraded" if up else "down"
+        present = sum(1 for p in providers.values() if p["status"] != "unreachable")
+        status = "ok" if up == present and up else "degraded" if up else "down"
         if status == "ok" and self._redis_probe["status"] != "up":
             status = "degraded"
         uptime = round(time.monotonic() - self._started, 1)
@@ -71,7 +89,8 @@ async def _probe(provider: Provider) -> dict[str, Any]:
             detail = await provider.health()
     except (GatewayError, TimeoutError) as exc:
         reachable, detail = False, str(exc) or "no answer within the probe timeout"
+        absent = isinstance(exc, ProviderUnreachable)
     else:
-        reachable = True
+        reachable, absent = True, False
     latency = round((time.perf_counter() - started) * 1000, 1)
-    return {"reachable": reachable, "detail": detail, "latency_ms": latency}
+    return {"reachable": reachable, "absent": absent, "detail": detail, "latency_ms": latency}

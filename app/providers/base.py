@@ -9,6 +9,7 @@ router.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,11 @@ class Provider(Protocol):
         """The bare model names this provider serves now."""
         ...
 
+    def embedding_only(self, model: str) -> bool:
+        """Whether `model` only embeds (no chat): known from the last `list_models()` where the
+        upstream says, else guessed from the name (`looks_like_embedding`)."""
+        ...
+
     def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
         """Stream one chat completion. Before the first chunk, failures raise retryable or not
         as `app.errors` says; the stream ends after the chunk that carries `finish_reason`, and
@@ -55,3 +61,13 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+_EMBEDDING_NAME = re.compile(r"embed|all-minilm|(?:^|[/:_.\-])(?:bge|e5|gte)-", re.IGNORECASE)
+
+
+def looks_like_embedding(model: str) -> bool:
+    """Whether a model's name is an embedding model's (`text-embedding-3-small`,
+    `nomic-embed-text`, `bge-m3`, `intfloat/e5-large`, `all-minilm`, ...), for upstreams whose
+    model lists do not say."""
+    return _EMBEDDING_NAME.search(model) is not None

@@ -14,13 +14,14 @@ from app.providers.openai_compat import OpenAICompatProvider
 def build_providers(
     settings: ProviderSettings, session: aiohttp.ClientSession
 ) -> tuple[list[Provider], dict[str, str]]:
-    """Active providers in routing order, and `{name: reason}` for the skipped ones."""
+    """Active providers in routing order, and `{name: reason}` for the skipped ones; a reason
+    names the setting that would enable the provider."""
     active: list[Provider] = []
     skipped: dict[str, str] = {}
     if settings.ollama_base_url:
         active.append(OllamaProvider(settings, session))
     else:
-        skipped["ollama"] = "OLLAMA_BASE_URL is empty"
+        skipped["ollama"] = "OLLAMA_BASE_URL is empty (set it to Ollama's URL to enable it)"
     if settings.openai_url:
         active.append(
             OpenAICompatProvider(
@@ -34,7 +35,9 @@ def build_providers(
             )
         )
     else:
-        skipped["openai"] = "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
+        skipped["openai"] = (
+            "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set (set either to enable it)"
+        )
     if settings.llamacpp_base_url:
         root = settings.llamacpp_base_url.removesuffix("/v1")
         active.append(
@@ -50,9 +53,18 @@ def build_providers(
             )
         )
     else:
-        skipped["llamacpp"] = "LLAMACPP_BASE_URL is empty"
+        skipped["llamacpp"] = (
+            "LLAMACPP_BASE_URL is empty (set it to a llama.cpp server's URL to enable it)"
+        )
     try:
         active.append(LocalProvider(settings, resolve_model(settings)))
     except LocalModelUnavailable as exc:
         skipped["local"] = str(exc)
     return active, skipped
+
+
+def on_by_default(settings: ProviderSettings) -> frozenset[str]:
+    """The providers active only through a default setting, not because they were configured:
+    Ollama at its default URL. When nothing listens there, it is absent rather than down."""
+    default = ProviderSettings.model_fields["ollama_base_url"].default
+    return frozenset({"ollama"}) if settings.ollama_base_url == default else frozenset()

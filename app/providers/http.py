@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import orjson
@@ -14,8 +15,10 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    ProviderUnreachable,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 
@@ -49,6 +52,26 @@ def error_message(raw: bytes) -> str:
     return str(data)[:500]
 
 
+def _rejection(provider: str, raw: bytes) -> InvalidRequest:
+    """An upstream's 4xx refusal of the request; an OpenAI error object (`{"error": {...}}`, or
+    vLLM's bare one) keeps its `type`, `code` and `param` as the upstream sent them."""
+    message = f"{provider}: {error_message(raw)}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    err: Any = data.get("error", data) if isinstance(data, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("type"), str):
+        return InvalidRequest(message)
+    code, param = err.get("code"), err.get("param")
+    return UpstreamRejected(
+        message,
+        error_type=err["type"],
+        code=code if isinstance(code, str | int) else None,
+        param=param if isinstance(param, str) else None,
+    )
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -61,7 +84,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 async def raise_for_status(provider: str, model: str, resp: aiohttp.ClientResponse) -> None:
     if resp.status < 400:
         return
-    message = error_message(await resp.read())
+    raw = await resp.read()
+    message = error_message(raw)
     status = resp.status
     if status == 429:
         raise UpstreamRateLimited(
@@ -72,7 +96,7 @@ async def raise_for_status(provider: str, model: str, resp: aiohttp.ClientRespon
     if status in (401, 403):
         raise UpstreamError(provider, f"rejected the gateway's credentials ({status}): {message}")
     if status in (400, 413, 422):
-        raise InvalidRequest(f"{provider}: {message}")
+        raise _rejection(provider, raw)
     if status in (502, 503):
         raise ProviderUnavailable(
             provider,
@@ -94,7 +118,7 @@ async def translate_errors(provider: str) -> AsyncIterator[None]:
             provider, f"no answer within the timeout ({exc or 'timed out'})"
         ) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise ProviderUnavailable(provider, f"cannot connect: {exc.os_error or exc}") from exc
+        raise ProviderUnreachable(provider, f"cannot connect: {exc.os_error or exc}") from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         raise UpstreamError(provider, f"connection lost mid-answer ({exc})") from exc
     except aiohttp.ClientError as exc:

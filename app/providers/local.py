@@ -115,6 +115,9 @@ class LocalProvider:
         except ProviderUnavailable:
             return []
 
+    def embedding_only(self, model: str) -> bool:
+        return False
+
     async def health(self) -> str:
         spec = await self._spec()
         return f"{spec.name} ({'loaded' if self._loaded else 'not loaded yet'})"

@@ -1,10 +1,11 @@
 """Ollama over its native API (`/api/chat`, `/api/embed`, `/api/pull`), pulling missing models
-on demand."""
+on demand; `/api/tags` and `/api/show` say which models only embed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -12,12 +13,24 @@ import aiohttp
 import orjson
 
 from app.config import ProviderSettings
-from app.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamTimeout
+from app.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from app.providers import ollama_wire as wire
-from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.base import Capabilities, Chunk, Embeddings, looks_like_embedding
 from app.providers.http import error_message, iter_lines, raise_for_status, translate_errors
 
 log = logging.getLogger(__name__)
+
+# Each /api/show when the models are listed, within the router's budget for the whole listing.
+_SHOW_TIMEOUT = 2.0
+# "the input length exceeds the context length", answered 400, 413 or 500 by version.
+_CONTEXT_OVERFLOW = re.compile(r"exceeds the (maximum )?context", re.IGNORECASE)
 
 
 class OllamaProvider:
@@ -32,11 +45,24 @@ class OllamaProvider:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.request_timeout
         )
         self._pulls: dict[str, asyncio.Task[None]] = {}
+        self._shown: dict[str, frozenset[str] | None] = {}
+        """Capabilities by model digest, as `/api/show` gave them (None: it does not say)."""
+        self._embedding_only: dict[str, bool] = {}
+        """By listed name (with its tag), as of the last listing."""
 
     async def list_models(self) -> list[str]:
         async with translate_errors(self.name):
             data = await self._get_json("/api/tags")
-        return [str(m["name"]) for m in data.get("models") or [] if m.get("name")]
+        listed = {str(m["name"]): m for m in data.get("models") or [] if m.get("name")}
+        capabilities = await self._capabilities(listed)
+        self._embedding_only = {
+            name: _embedding_only(name, m, capabilities[name]) for name, m in listed.items()
+        }
+        return list(listed)
+
+    def embedding_only(self, model: str) -> bool:
+        known = self._embedding_only.get(_tagged(model))
+        return looks_like_embedding(model) if known is None else known
 
     async def health(self) -> str:
         async with translate_errors(self.name):
@@ -112,6 +138,43 @@ class OllamaProvider:
             raise UpstreamError(self.name, f"unexpected answer: {raw[:200]!r}")
         return data
 
+    async def _capabilities(
+        self, listed: dict[str, dict[str, Any]]
+    ) -> dict[str, frozenset[str] | None]:
+        """Each listed model's capabilities. `/api/show` is asked once per model digest: its
+        answer is kept, its failure (an error, or no answer within `_SHOW_TIMEOUT`) is not, and
+        leaves the model to be judged by family and name this time."""
+        digests = {name: str(m.get("digest") or name) for name, m in listed.items()}
+        shown = {d: self._shown[d] for d in digests.values() if d in self._shown}
+        new = [name for name, digest in digests.items() if digest not in shown]
+        answers = await asyncio.gather(*map(self._show, new), return_exceptions=True)
+        for name, answer in zip(new, answers, strict=True):
+            if isinstance(answer, GatewayError | TimeoutError):
+                log.debug("ollama: no capabilities for %r: %s", name, str(answer) or "timed out")
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                shown[digests[name]] = answer
+        self._shown = shown
+        return {name: shown.get(digest) for name, digest in digests.items()}
+
+    async def _show(self, model: str) -> frozenset[str] | None:
+        """`/api/show`'s capabilities of `model` (`completion`, `embedding`, `tools`, ...); None
+        when this Ollama does not say (before 0.6.4)."""
+        async with (
+            asyncio.timeout(_SHOW_TIMEOUT),
+            translate_errors(self.name),
+            self._session.post(
+                self._base + "/api/show",
+                data=orjson.dumps({"model": model}),
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
+            ) as resp,
+        ):
+            await raise_for_status(self.name, model, resp)
+            capabilities = self._object(await resp.read()).get("capabilities")
+        return frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None
+
     async def _get_json(self, path: str) -> dict[str, Any]:
         async with self._session.get(self._base + path, timeout=self._timeout) as resp:
             if resp.status == 404:
@@ -138,6 +201,14 @@ class OllamaProvider:
                 resp = await self._send(path, payload)
         if resp.status >= 400:
             try:
+                message = error_message(await resp.read())
+                if _CONTEXT_OVERFLOW.search(message):
+                    raise UpstreamRejected(
+                        f"{self.name}: {message}",
+                        error_type="invalid_request_error",
+                        code="context_length_exceeded",
+                        param="input" if path == "/api/embed" else "messages",
+                    )
                 await raise_for_status(self.name, model, resp)
             finally:
                 resp.release()
@@ -204,6 +275,21 @@ class OllamaProvider:
                 if line.get("status") == "success":
                     return
         raise UpstreamError(self.name, f"pull of model '{model}' ended without success")
+
+
+def _tagged(model: str) -> str:
+    """`model` as Ollama lists it: an untagged name means `:latest`."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
+def _embedding_only(name: str, listed: dict[str, Any], capabilities: frozenset[str] | None) -> bool:
+    """Capabilities, where Ollama gives them, decide; else a BERT family in the listing's
+    details (nomic-bert, bert: what Ollama's embedding models are built on), else the name."""
+    if capabilities is not None:
+        return "embedding" in capabilities and "completion" not in capabilities
+    details = listed.get("details") or {}
+    families = [details.get("family") or "", *(details.get("families") or [])]
+    return any("bert" in str(family) for family in families) or looks_like_embedding(name)
 
 
 class _PullProgress:

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 
 from app.errors import InvalidRequest, UpstreamError
-from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.base import Capabilities, Chunk, Embeddings, looks_like_embedding
 from app.providers.http import iter_lines, raise_for_status, translate_errors
 
 _GATEWAY_FIELDS = frozenset({"model", "stream", "stream_options"})
@@ -81,6 +81,10 @@ class OpenAICompatProvider:
     async def list_models(self) -> list[str]:
         data = await self._get_json(f"{self._base}/models")
         return [str(item["id"]) for item in data.get("data", []) if "id" in item]
+
+    def embedding_only(self, model: str) -> bool:
+        """By name: `/v1/models` does not say what a model does."""
+        return looks_like_embedding(model)
 
     async def embed(
         self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None

@@ -1,5 +1,6 @@
-"""Model id -> provider, and the fallback chain: retries with backoff, circuit breakers, and
-the move down `FALLBACK_MODELS` when a provider fails before its first chunk."""
+"""Model id -> provider, and the fallback chain: retries with backoff, circuit breakers (per
+provider and per model), and the move down `FALLBACK_MODELS` when a provider fails before its
+first chunk."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +18,13 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
 )
 from app.providers.base import Chunk, Provider
-from app.providers.breaker import BreakerState, CircuitBreaker
+from app.providers.breaker import Breakers
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,26 @@ class Needs:
 
 
 class Router:
-    def __init__(self, providers: list[Provider], settings: ProviderSettings) -> None:
+    def __init__(
+        self,
+        providers: list[Provider],
+        settings: ProviderSettings,
+        skipped: Mapping[str, str] | None = None,
+    ) -> None:
+        """`skipped` names the providers that are off, with the reason (and setting) why."""
         self.providers = {p.name: p for p in providers}
-        self.breakers = {
-            p.name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
-            for p in providers
-        }
+        self._skipped = dict(skipped or {})
+        self.breakers = Breakers(self.providers, settings.breaker_failures, settings.breaker_reset)
         self._settings = settings
         self._models: list[Route] = []
         self._models_at = -1e9
         self._models_lock = asyncio.Lock()
+        self._unlisted: set[str] = set()
+        """Providers whose last listing failed: logged when they fail and when they are back."""
+
+    async def chat_models(self) -> list[Route]:
+        """The models that chat: every listed one but those that only embed."""
+        return [r for r in await self.models() if not r.provider.embedding_only(r.model)]
 
     async def models(self) -> list[Route]:
         """Every active provider's models, fetched concurrently and cached briefly."""
@@ -86,8 +98,14 @@ class Router:
             async with asyncio.timeout(_LIST_TIMEOUT):
                 names = await provider.list_models()
         except (GatewayError, TimeoutError) as exc:
-            log.warning("could not list %s models: %s", provider.name, exc)
+            if provider.name not in self._unlisted:
+                self._unlisted.add(provider.name)
+                reason = str(exc) or f"no answer within {_LIST_TIMEOUT:g}s"
+                log.warning("could not list %s models: %s", provider.name, reason)
             return []
+        if provider.name in self._unlisted:
+            self._unlisted.remove(provider.name)
+            log.info("%s answers again: its models are listed", provider.name)
         return [Route(provider, name) for name in names]
 
     async def resolve(self, model_id: str | None) -> Route:
@@ -95,8 +113,8 @@ class Router:
         model list; an empty one means `DEFAULT_MODEL`, else the first model available."""
         model_id = (model_id or "").strip() or self._settings.default_model
         if not model_id:
-            for route in await self.models():
-                if self.breakers[route.provider.name].state is not BreakerState.OPEN:
+            for route in await self.chat_models():
+                if not self.breakers.is_open(route.provider.name, route.model):
                     return route
             raise ModelNotFound("no model was given and no provider has one available")
         prefix, sep, rest = model_id.partition("/")
@@ -105,7 +123,18 @@ class Router:
         found = await self.lookup(model_id)
         if found is not None:
             return found
-        raise ModelNotFound(
+        raise self.not_found(model_id)
+
+    def not_found(self, model_id: str) -> ModelNotFound:
+        """The 404 for a model no active provider has; for `provider/model` of a provider that
+        is off, it says which setting turns it on."""
+        prefix, sep, rest = model_id.partition("/")
+        if sep and rest and prefix in self._skipped:
+            return ModelNotFound(
+                f"the model '{model_id}' needs provider {prefix}, which is off: "
+                f"{self._skipped[prefix]}"
+            )
+        return ModelNotFound(
             f"the model '{model_id}' does not exist on any active provider; "
             "GET /v1/models lists the available ones"
         )
@@ -197,15 +226,16 @@ class Router:
         """Try one route up to `RETRY_ATTEMPTS` times; with `whole`, an attempt succeeds only
         once the whole answer has come. Retryable failures are appended to `errors` and give
         None; a failure a retry cannot mend is raised."""
-        breaker = self.breakers[route.provider.name]
+        provider, model = route.provider.name, route.model
         for attempt in range(self._settings.retry_attempts):
-            if not breaker.allow():
-                wait = breaker.retry_in()
+            blocked = self.breakers.blocked(provider, model)
+            if blocked is not None:
                 errors.append(
                     ProviderUnavailable(
-                        route.provider.name,
-                        f"circuit open after repeated failures, next probe in {wait:.0f}s",
-                        retry_after=wait,
+                        provider,
+                        f"circuit {blocked.circuit} open after repeated failures, "
+                        f"next probe in {blocked.retry_in:.0f}s",
+                        retry_after=blocked.retry_in,
                     )
                 )
                 return None
@@ -220,17 +250,19 @@ class Router:
             except GatewayError as exc:
                 error = exc
             except BaseException:
-                breaker.release()
+                self.breakers.release(provider, model)
                 await stream.aclose()
                 raise
             else:
-                breaker.success()
+                self.breakers.success(provider, model)
                 return OpenStream(route, first, rest)
             await stream.aclose()
             if not error.retryable:
-                breaker.release()
+                self.breakers.release(provider, model)
                 raise error
-            breaker.failure()
+            self.breakers.failure(
+                provider, model, unreachable=isinstance(error, ProviderUnreachable)
+            )
             errors.append(error)
             log.warning("%s failed (attempt %d): %s", route.id, attempt + 1, error.message)
             delay = self._backoff(attempt, error)
@@ -267,6 +299,13 @@ _TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 
 
 def _check(route: Route, needs: Needs) -> None:
+    """That `route` can give the chat answer asked for."""
+    if route.provider.embedding_only(route.model):
+        raise InvalidRequest(
+            f"the model '{route.id}' is an embedding model: it has no chat completions "
+            "(use it on /v1/embeddings)",
+            param="model",
+        )
     caps = route.provider.capabilities
     if needs.tools and not caps.tools:
         raise InvalidRequest(

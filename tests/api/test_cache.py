@@ -145,7 +145,7 @@ def test_a_different_request_misses(gateway: str, upstream: OpenAIUpstreamState)
     assert resp.headers["x-cache"] == "miss"
     assert content(resp) == "something else"
     assert ask(gateway, temperature=0, max_tokens=2).headers["x-cache"] == "miss"
-    assert ask(gateway, temperature=0, model="openai/embed-test").headers["x-cache"] == "miss"
+    assert ask(gateway, temperature=0, model="openai/tool-model").headers["x-cache"] == "miss"
     assert ask(gateway, temperature=0).headers["x-cache"] == "hit"
     assert len(upstream.requests) == 4
 

@@ -523,16 +523,19 @@ def test_circuit_breaker_opens_and_lets_a_probe_through(
     assert post("openai/error-500").status_code == 502
     assert post("openai/error-500").status_code == 502
     seen = len(upstream.requests)
-    resp = post("openai/gpt-test")
+    resp = post("openai/error-500")
     assert resp.status_code == 503
-    assert "circuit open" in resp.json()["error"]["message"]
+    assert "circuit openai/error-500 open" in resp.json()["error"]["message"]
     assert resp.headers["retry-after"] == "1"
     assert len(upstream.requests) == seen
+    assert post("openai/gpt-test").status_code == 200  # the provider's other models answer
     time.sleep(0.6)
-    assert post("openai/gpt-test").status_code == 200
-    assert post("openai/gpt-test").status_code == 200
+    assert post("openai/error-500").status_code == 502  # the probe went through, and failed
+    assert len(upstream.requests) == seen + 2
+    assert post("openai/error-500").status_code == 503
     health = httpx.get(f"{url}/health").json()
     assert health["providers"]["openai"]["circuit"] == "closed"
+    assert health["providers"]["openai"]["model_circuits"] == {"error-500": "open"}
 
 
 # --- request ids -------------------------------------------------------------------------------

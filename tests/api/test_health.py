@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import ProviderSettings
 from tests.conftest import MakeGateway
 from tests.fakes.ollama_upstream import VERSION, FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState
@@ -79,6 +80,49 @@ def test_every_provider_down_is_503(make_gateway: MakeGateway) -> None:
         assert live.json() == {"status": "ok"}
 
 
+@pytest.fixture
+def no_ollama_at_its_default_url() -> str:
+    """Ollama's default URL, where nothing listens on this machine (else the test is skipped)."""
+    url = ProviderSettings.model_fields["ollama_base_url"].default
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.ConnectError:
+        return str(url)
+    pytest.skip(f"something answers at {url}")
+
+
+def test_ollama_absent_at_its_default_url_does_not_degrade_health(
+    make_gateway: MakeGateway, no_ollama_at_its_default_url: str
+) -> None:
+    """A default install whose Ollama is not running: reported, but the gateway is ok."""
+    url = make_gateway(ollama_base_url=no_ollama_at_its_default_url)
+    resp = get(url, "/health")
+    assert resp.status_code == 200
+    report = resp.json()
+    assert report["status"] == "ok"
+    assert report["providers"]["openai"]["status"] == "up"
+    absent = report["providers"]["ollama"]
+    assert absent["status"] == "unreachable"
+    assert absent["detail"].startswith("ollama: cannot connect")
+
+
+def test_ollama_absent_at_its_default_url_and_nothing_else_up_is_down(
+    make_gateway: MakeGateway, no_ollama_at_its_default_url: str
+) -> None:
+    url = make_gateway(ollama_base_url=no_ollama_at_its_default_url, **NO_OPENAI)
+    resp = get(url, "/health")
+    assert resp.status_code == 503
+    assert resp.json()["status"] == "down"
+    assert resp.json()["providers"]["ollama"]["status"] == "unreachable"
+    assert get(url, "/health/ready").status_code == 503
+
+
+def test_ollama_down_at_a_url_that_was_set_degrades_health(make_gateway: MakeGateway) -> None:
+    report = get(make_gateway(ollama_base_url=DOWN), "/health").json()
+    assert report["status"] == "degraded"
+    assert report["providers"]["ollama"]["status"] == "down"
+
+
 def test_no_provider_at_all_is_down(make_gateway: MakeGateway) -> None:
     url = make_gateway(**NO_OPENAI)
     resp = get(url, "/health")
@@ -92,15 +136,24 @@ def test_no_provider_at_all_is_down(make_gateway: MakeGateway) -> None:
 def test_an_open_circuit_marks_a_reachable_provider_down(
     make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]
 ) -> None:
+    """One broken model opens its own circuit only; a second one failing is the provider
+    failing, and opens the provider's."""
     ollama_url, _ = ollama_server
     url = make_gateway(
         ollama_base_url=ollama_url, retry_attempts=1, breaker_failures=1, breaker_reset=60
     )
-    chat = httpx.post(
-        f"{url}/v1/chat/completions",
-        json={"model": "openai/error-500", "messages": [{"role": "user", "content": "hi"}]},
-    )
-    assert chat.status_code == 502
+
+    def fail(model: str) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 502
+
+    fail("openai/error-500")
+    report = get(url, "/health").json()
+    assert report["status"] == "ok"
+    assert report["providers"]["openai"]["status"] == "up"
+    assert report["providers"]["openai"]["circuit"] == "closed"
+    assert report["providers"]["openai"]["model_circuits"] == {"error-500": "open"}
+    fail("openai/flaky")
     resp = get(url, "/health")
     assert resp.status_code == 200
     report = resp.json()
@@ -108,8 +161,10 @@ def test_an_open_circuit_marks_a_reachable_provider_down(
     tripped = report["providers"]["openai"]
     assert tripped["circuit"] == "open"
     assert tripped["status"] == "down"
+    assert tripped["model_circuits"] == {"error-500": "open", "flaky": "open"}
     assert report["providers"]["ollama"]["status"] == "up"
     assert report["providers"]["ollama"]["circuit"] == "closed"
+    assert report["providers"]["ollama"]["model_circuits"] == {}
     assert get(url, "/health/ready").status_code == 200
 
 

@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/{id}: the merged list of every active provider's models."""
+"""GET /v1/models and /v1/models/{id}: the merged list of every active provider's chat models
+(embedding models are left out of it, yet usable on /v1/embeddings and refused for chat)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import openai
 import pytest
 
 from tests.conftest import MakeGateway
-from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.ollama_upstream import EMBEDDING_MODELS, FakeOllama, base_name
 from tests.fakes.openai_upstream import MODELS, OpenAIUpstreamState
 from tests.fakes.serve import serve
 
 DOWN = "http://127.0.0.1:9"
+NO_OPENAI = {"openai_base_url": "", "openai_api_key": ""}
+CHAT_MODELS = [m for m in MODELS if m != "embed-test"]
+USER = [{"role": "user", "content": "hi"}]
+
+
+def ollama_chat_models(fake: FakeOllama) -> set[str]:
+    return {name for name in fake.installed if base_name(name) not in EMBEDDING_MODELS}
 
 
 @pytest.fixture
@@ -40,9 +48,9 @@ def test_list_merges_every_active_provider(three_providers: tuple[str, FakeOllam
         body = resp.json()
         assert body["object"] == "list"
         expected = {
-            *(f"ollama/{name}" for name in fake.installed),
-            *(f"openai/{name}" for name in MODELS),
-            *(f"llamacpp/{name}" for name in MODELS),
+            *(f"ollama/{name}" for name in ollama_chat_models(fake)),
+            *(f"openai/{name}" for name in CHAT_MODELS),
+            *(f"llamacpp/{name}" for name in CHAT_MODELS),
         }
         assert sorted(ids(body)) == sorted(expected)
         for entry in body["data"]:
@@ -131,7 +139,7 @@ def test_a_provider_that_is_down_is_left_out(
     listed = ids(resp.json())
     providers = {model_id.split("/", 1)[0] for model_id in listed}
     assert providers == {"ollama", "openai"}
-    assert len(listed) == len(fake.installed) + len(MODELS)
+    assert len(listed) == len(ollama_chat_models(fake)) + len(CHAT_MODELS)
 
 
 def test_no_provider_reachable_gives_an_empty_list(make_gateway: MakeGateway) -> None:
@@ -148,7 +156,7 @@ def test_the_list_is_cached_for_models_cache_ttl(
     """A dedicated upstream, stopped after the first listing: within MODELS_CACHE_TTL (default
     10 s) its models are still listed; with a TTL of 0 they are gone at once."""
     fake = FakeOllama(installed=("only-here",))
-    overrides: dict[str, Any] = {"openai_base_url": "", "openai_api_key": ""}
+    overrides: dict[str, Any] = dict(NO_OPENAI)
     if ttl is not None:
         overrides["models_cache_ttl"] = ttl
     with serve(fake.app) as ollama_url:
@@ -157,6 +165,85 @@ def test_the_list_is_cached_for_models_cache_ttl(
     second = httpx.get(f"{url}/v1/models", timeout=20)
     assert second.status_code == 200
     assert ids(second.json()) == (["ollama/only-here:latest"] if cached else [])
+
+
+def test_embedding_models_are_not_offered_for_chat(
+    three_providers: tuple[str, FakeOllama],
+) -> None:
+    """Named as embedding models (OpenAI-compatible lists) or said to be by Ollama: left out of
+    the list, still retrievable and usable for embeddings, a 400 naming the model for chat."""
+    url, fake = three_providers
+    listed = ids(httpx.get(f"{url}/v1/models").json())
+    embedding = ["openai/embed-test", "llamacpp/embed-test", "ollama/nomic-embed-text:latest"]
+    embedding.append("ollama/embedder:latest")
+    assert not set(embedding) & set(listed)
+    for model_id in embedding:
+        assert httpx.get(f"{url}/v1/models/{model_id}").json()["id"] == model_id
+        resp = httpx.post(f"{url}/v1/embeddings", json={"model": model_id, "input": "hi"})
+        assert resp.status_code == 200, resp.text
+        for stream in (False, True):
+            body = {"model": model_id, "messages": USER, "stream": stream}
+            resp = httpx.post(f"{url}/v1/chat/completions", json=body)
+            assert resp.status_code == 400, resp.text
+            assert resp.json()["error"] == {
+                "message": f"the model '{model_id}' is an embedding model: it has no chat "
+                "completions (use it on /v1/embeddings)",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "invalid_request",
+            }
+    for bare in ("embed-test", "nomic-embed-text", "embedder"):
+        resp = httpx.post(f"{url}/v1/chat/completions", json={"model": bare, "messages": USER})
+        assert resp.status_code == 400
+        assert resp.json()["error"]["param"] == "model"
+    assert fake.chat_requests == []
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "listed"),
+    [
+        (True, ["ollama/embed-like-chat:latest", "ollama/llama3.2:latest"]),
+        (False, ["ollama/llama3.2:latest"]),
+    ],
+)
+def test_ollamas_capabilities_decide_else_its_families_and_names(
+    make_gateway: MakeGateway, capabilities: bool, listed: list[str]
+) -> None:
+    """`/api/show` says what a model does, asked once per model version; an older Ollama that
+    does not say is read by the BERT family of `/api/tags` (embedder) and by name."""
+    fake = FakeOllama(
+        installed=("llama3.2", "embedder", "embed-like-chat"), capabilities=capabilities
+    )
+    with serve(fake.app) as ollama_url:
+        url = make_gateway(ollama_base_url=ollama_url, models_cache_ttl=0, **NO_OPENAI)
+        for _ in range(3):
+            assert sorted(ids(httpx.get(f"{url}/v1/models").json())) == listed
+        assert set(fake.show_requests.values()) == {1}
+        assert len(fake.show_requests) == 3
+
+
+def test_a_slow_api_show_does_not_lose_the_list(make_gateway: MakeGateway) -> None:
+    """Capabilities that do not come in time are asked for again at the next listing; this one
+    goes by family and name."""
+    fake = FakeOllama(installed=("llama3.2", "embedder", "embed-like-chat"), show_delay=3)
+    with serve(fake.app) as ollama_url:
+        url = make_gateway(ollama_base_url=ollama_url, models_cache_ttl=0, **NO_OPENAI)
+        resp = httpx.get(f"{url}/v1/models", timeout=20)
+        assert ids(resp.json()) == ["ollama/llama3.2:latest"]
+        assert resp.elapsed.total_seconds() < 3
+        fake.show_delay = 0
+        listed = sorted(ids(httpx.get(f"{url}/v1/models").json()))
+        assert listed == ["ollama/embed-like-chat:latest", "ollama/llama3.2:latest"]
+        assert set(fake.show_requests.values()) == {2}
+
+
+def test_no_model_means_the_first_that_chats(make_gateway: MakeGateway) -> None:
+    fake = FakeOllama(installed=("embedder", "llama3.2"))
+    with serve(fake.app) as ollama_url:
+        url = make_gateway(ollama_base_url=ollama_url, **NO_OPENAI)
+        resp = httpx.post(f"{url}/v1/chat/completions", json={"messages": USER})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["model"] == "ollama/llama3.2:latest"
 
 
 def test_sdk_models_list_and_retrieve(three_providers: tuple[str, FakeOllama]) -> None:
@@ -171,7 +258,7 @@ def check_sdk_models(sdk: openai.OpenAI, fake: FakeOllama) -> None:
     assert "ollama/llama3.2:latest" in listed
     assert "openai/gpt-test" in listed
     assert "llamacpp/gpt-test" in listed
-    assert len(listed) == len(fake.installed) + 2 * len(MODELS)
+    assert len(listed) == len(ollama_chat_models(fake)) + 2 * len(CHAT_MODELS)
     assert all(model.object == "model" for model in page)
 
     model = sdk.models.retrieve("ollama/llama3.2:latest")

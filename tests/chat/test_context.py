@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import string
+import time
+import warnings
 from typing import Any
 
+import httpx
 import pytest
 
 from app.chat.context import (
@@ -18,6 +23,7 @@ from app.chat.context import (
     pack,
     split_turns,
 )
+from tests.conftest import MakeGateway
 
 PERSONA = "You are a helpful assistant."
 
@@ -56,6 +62,46 @@ def test_a_real_tokenizer_counts_tokens_not_characters() -> None:
     assert counter.count("Hello world") == 2
     assert counter.count("<|endoftext|>") > 1  # special tokens in text are plain text
     assert counter.prompt([{"role": "user", "content": "Hello world"}]) == 3 + 2 + REPLY_PRIMING
+
+
+def test_texts_bpe_openai_refuses_whole_are_counted_in_bounded_time() -> None:
+    """bpe-openai refuses a million characters, or more than 200,000 tokens; past 200,000
+    characters the count is extrapolated from the head, so ten million cost no more."""
+    counter = counter_for("openai/gpt-4o")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+    encoding = bpe_openai.get_encoding("o200k_base")
+
+    def exact(text: str) -> int:
+        return sum(
+            len(encoding.encode_ordinary(text[i : i + 10_000])) for i in range(0, len(text), 10_000)
+        )
+
+    noise = "".join(random.Random(7).choices(string.printable, k=300_000))
+    with pytest.raises(ValueError, match="exceeds chunk limit"):
+        encoding.encode_ordinary(noise)
+    assert counter.count(noise) == pytest.approx(exact(noise), rel=0.02)
+    text = "The quick brown fox jumps over the lazy dog. " * 20_000
+    assert counter.count(text[:50_000]) == len(encoding.encode_ordinary(text[:50_000]))
+    assert counter.count(text[:150_000]) == pytest.approx(exact(text[:150_000]), rel=0.001)
+    with pytest.raises(ValueError, match="Input too long"):
+        encoding.encode_ordinary(text * 2)
+    started = time.perf_counter()
+    assert counter.count(text * 11) == pytest.approx(11 * exact(text), rel=0.01)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_million_character_message_on_chat_is_answered(make_gateway: MakeGateway) -> None:
+    url = make_gateway()
+    message = "word " * 200_000
+    resp = httpx.post(
+        f"{url}/chat",
+        json={"user_id": "u1", "message": message, "model": "openai/gpt-test"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["prompt_tokens"] > 0
 
 
 def test_the_estimate_is_a_quarter_of_the_characters_rounded_up() -> None:

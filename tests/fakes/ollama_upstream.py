@@ -13,11 +13,18 @@ Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen 
     truncated     content lines, then the stream ends without a `done: true` line
     slow-stream   many lines, slowly; `client_went_away` tells whether the client left early
     rate-limited  429 with Retry-After
+    long-context  "the input length exceeds the context length": 400 from /api/chat, 500 from
+                  /api/embed (as older versions answer)
+    nomic-embed-text, embedder
+                  embedding models (`/api/show` capabilities ["embedding"], BERT families in
+                  `/api/tags`); `/api/chat` answers 400 '"<model>" does not support chat'
     anything else "Hello, world!" in four lines (`options.num_predict` cuts it: done_reason
                   "length")
 
 A model that is not installed answers 404 "model ... not found, try pulling it first"; models in
 `pullable` can be pulled (which installs them), others fail to pull as on the real registry.
+`/api/show` gives a model's capabilities, unless `capabilities=False` (as before Ollama 0.6.4),
+after `show_delay` seconds; `show_requests` counts the models it was asked about.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ CREATED_AT = "2025-01-01T00:00:00.000000Z"
 ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 SLOW_LINES = 200
 SLOW_INTERVAL = 0.02
+EMBEDDING_MODELS = {"nomic-embed-text": "nomic-bert", "embedder": "bert"}
+"""The embedding models, with their family."""
+CONTEXT_OVERFLOW = "the input length exceeds the context length"
 
 Line = dict[str, Any]
 
@@ -66,12 +76,19 @@ class FakeOllama:
             "truncated",
             "slow-stream",
             "rate-limited",
+            "long-context",
             "nomic-embed-text",
+            "embedder",
         ),
         pullable: tuple[str, ...] = ("qwen2.5:0.5b", "gemma3"),
         pull_delay: float = 0.05,
+        capabilities: bool = True,
+        show_delay: float = 0.0,
     ) -> None:
         self.installed = {full_name(name) for name in installed}
+        self.capabilities = capabilities
+        self.show_delay = show_delay
+        self.show_requests: Counter[str] = Counter()
         self.pullable = {full_name(name) for name in pullable}
         self.pull_delay = pull_delay
         self.chat_requests: list[dict[str, Any]] = []
@@ -85,6 +102,7 @@ class FakeOllama:
                 Route("/", self.root, methods=["GET", "HEAD"]),
                 Route("/api/version", self.version),
                 Route("/api/tags", self.tags),
+                Route("/api/show", self.show, methods=["POST"]),
                 Route("/api/chat", self.chat, methods=["POST"]),
                 Route("/api/embed", self.embed, methods=["POST"]),
                 Route("/api/pull", self.pull, methods=["POST"]),
@@ -105,11 +123,23 @@ class FakeOllama:
                 "modified_at": CREATED_AT,
                 "size": 1_000_000,
                 "digest": hashlib.sha256(name.encode()).hexdigest(),
-                "details": {"format": "gguf", "family": "llama", "parameter_size": "1B"},
+                "details": _details(name),
             }
             for name in sorted(self.installed)
         ]
         return JSONResponse({"models": models})
+
+    async def show(self, request: Request) -> Response:
+        model = full_name(str(orjson.loads(await request.body()).get("model", "")))
+        self.show_requests[model] += 1
+        await asyncio.sleep(self.show_delay)
+        if model not in self.installed:
+            return JSONResponse({"error": f"model '{model}' not found"}, 404)
+        shown: dict[str, Any] = {"details": _details(model), "model_info": {}}
+        if self.capabilities:
+            embeds = base_name(model) in EMBEDDING_MODELS
+            shown["capabilities"] = ["embedding"] if embeds else ["completion", "tools"]
+        return JSONResponse(shown)
 
     async def chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -119,6 +149,10 @@ class FakeOllama:
             return JSONResponse({"error": "too many requests"}, 429, {"Retry-After": "7"})
         if full_name(model) not in self.installed:
             return _not_found(model)
+        if base_name(model) == "long-context":
+            return JSONResponse({"error": CONTEXT_OVERFLOW}, 400)
+        if base_name(model) in EMBEDDING_MODELS:
+            return JSONResponse({"error": f'"{model}" does not support chat'}, 400)
         if base_name(model) == "no-tools" and body.get("tools"):
             error = f"registry.ollama.ai/library/{full_name(model)} does not support tools"
             return JSONResponse({"error": error}, 400)
@@ -135,6 +169,8 @@ class FakeOllama:
         model = str(body.get("model", ""))
         if full_name(model) not in self.installed:
             return _not_found(model)
+        if base_name(model) == "long-context":
+            return JSONResponse({"error": CONTEXT_OVERFLOW}, 500)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         dims = int(body.get("dimensions") or 4)
@@ -227,6 +263,11 @@ class FakeOllama:
         finally:
             if not completed:
                 self.client_went_away = True
+
+
+def _details(name: str) -> dict[str, Any]:
+    family = EMBEDDING_MODELS.get(base_name(name), "llama")
+    return {"format": "gguf", "family": family, "families": [family], "parameter_size": "1B"}
 
 
 def _message(content: str, **extra: Any) -> Line:

@@ -8,6 +8,7 @@ the scenario:
     tool-model    calls the offered tools (the first two in parallel when the last user message
                   says "parallel"); after a `role: "tool"` message answers "Tool said: ..."
     error-500     500          rate-limited  429 + Retry-After: 1      bad-request  400
+    long-context  400 context_length_exceeded on `messages`, as OpenAI words it
     flaky         500 `state.flaky_failures` times (counting down), then like gpt-test
     slow-first    waits `state.slow_first_delay` s before the first chunk (headers go at once)
     cut           stream: role chunk + two content chunks, then the connection drops mid-body
@@ -65,6 +66,7 @@ MODELS = (
     "embed-test",
     "scripted",
     "no-tools",
+    "long-context",
 )
 GREETING = "Hello from the fake upstream."
 _SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
@@ -139,6 +141,15 @@ def _refusal(
         )
     if model == "no-tools" and body.get("tools"):
         return _error(400, "tools param requires --jinja flag", "invalid_request_error")
+    if model == "long-context":
+        return _error(
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 131072 tokens. Please reduce the length of the messages.",
+            "invalid_request_error",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if model == "bad-request":
         return _error(
             400, "fake upstream rejects this request", "invalid_request_error", param="messages"

@@ -1,16 +1,23 @@
-"""Line splitting over a real streamed body: lines of any length, split across reads."""
+"""Line splitting over a real streamed body: lines of any length, split across reads; upstream
+refusals as the client sees them through a real gateway."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import aiohttp
+import httpx
+import openai
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from app.providers.http import iter_lines
+from tests.conftest import MakeGateway
+from tests.fakes.ollama_upstream import CONTEXT_OVERFLOW, FakeOllama
+from tests.fakes.openai_upstream import OpenAIUpstreamState
 from tests.fakes.serve import serve
 
 BIG = b"x" * (1024 * 1024)
@@ -33,3 +40,80 @@ async def test_lines_are_rebuilt_whatever_the_reads_and_their_length() -> None:
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             lines = [line async for line in iter_lines(resp.content)]
     assert lines == [b'{"a": 1}', b'{"b": 2}', BIG, b"last line without newline"]
+
+
+# --- upstream refusals, through a real gateway ---------------------------------------------------
+
+USER = [{"role": "user", "content": "hi"}]
+OVERFLOW = (
+    "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+    "131072 tokens. Please reduce the length of the messages."
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_openai_refusal_keeps_its_type_code_and_param(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, stream: bool
+) -> None:
+    url = make_gateway(retry_attempts=3)
+    body = {"model": "openai/long-context", "messages": USER, "stream": stream}
+    resp = httpx.post(f"{url}/v1/chat/completions", json=body)
+    assert resp.status_code == 400
+    assert resp.json() == {
+        "error": {
+            "message": f"openai: {OVERFLOW}",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+    assert len(upstream.requests) == 1
+
+
+def test_the_sdk_sees_the_upstreams_code_and_param(make_gateway: MakeGateway) -> None:
+    url = make_gateway()
+    with (
+        openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as sdk,
+        pytest.raises(openai.BadRequestError) as info,
+    ):
+        sdk.chat.completions.create(model="openai/long-context", messages=USER)  # type: ignore[arg-type]
+    assert info.value.code == "context_length_exceeded"
+    assert info.value.param == "messages"
+    assert info.value.type == "invalid_request_error"
+
+
+def test_an_upstream_null_code_stays_null(make_gateway: MakeGateway) -> None:
+    resp = httpx.post(
+        f"{make_gateway()}/v1/chat/completions",
+        json={"model": "openai/bad-request", "messages": USER},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"] == {
+        "message": "openai: fake upstream rejects this request",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": None,
+    }
+
+
+def test_ollamas_context_overflow_is_context_length_exceeded(
+    make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]
+) -> None:
+    """Ollama says it in words, with 400 from /api/chat and (older versions) 500 from
+    /api/embed: both are the client's 400, not retried."""
+    ollama_url, fake = ollama_server
+    url = make_gateway(ollama_base_url=ollama_url, retry_attempts=3)
+    chat = httpx.post(
+        f"{url}/v1/chat/completions", json={"model": "ollama/long-context", "messages": USER}
+    )
+    embed = httpx.post(f"{url}/v1/embeddings", json={"model": "ollama/long-context", "input": "x"})
+    for resp, param in ((chat, "messages"), (embed, "input")):
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"] == {
+            "message": f"ollama: {CONTEXT_OVERFLOW}",
+            "type": "invalid_request_error",
+            "param": param,
+            "code": "context_length_exceeded",
+        }
+    assert len(fake.chat_requests) == 1
+    assert len(fake.embed_requests) == 1

@@ -1,11 +1,13 @@
-"""The router's choices, with scripted providers standing in for upstreams (the HTTP paths are
-covered against real fake servers in tests/api)."""
+"""The router's choices, with scripted providers standing in for upstreams, and what a client
+sees of them through a real gateway on the fake upstreams."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx
 import pytest
 
 from app.errors import (
@@ -18,7 +20,9 @@ from app.errors import (
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.router import Needs, OpenStream, Router
-from tests.conftest import gateway_settings
+from tests.conftest import MakeGateway, gateway_settings
+from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.serve import free_port, serve
 
 ANSWER: Chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
 
@@ -36,6 +40,9 @@ class Scripted:
 
     async def list_models(self) -> list[str]:
         return list(self.script)
+
+    def embedding_only(self, model: str) -> bool:
+        return model.startswith("embed")
 
     async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
         self.calls.append(model)
@@ -160,3 +167,64 @@ async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
     assert opened.route.id == "b/n"
     assert "tools" in seen[0]
     assert seen[-1] == {"messages": []}
+
+
+# --- through a real gateway ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "setting"),
+    [
+        ("openai/gpt-4o-mini", "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"),
+        ("ollama/llama3.2", "OLLAMA_BASE_URL is empty"),
+        ("llamacpp/qwen", "LLAMACPP_BASE_URL is empty"),
+        ("local/gemma-3-270m", "LOCAL_ENABLED is off"),
+    ],
+)
+def test_a_model_of_a_provider_that_is_off_is_404_naming_the_setting(
+    make_gateway: MakeGateway, model: str, setting: str
+) -> None:
+    url = make_gateway(openai_base_url="", openai_api_key="")
+    provider = model.partition("/")[0]
+    requests = [
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("POST", "/v1/embeddings", {"model": model, "input": "x"}),
+        ("POST", "/chat", {"user_id": "u", "message": "hi", "model": model}),
+        ("GET", f"/v1/models/{model}", None),
+    ]
+    for method, path, body in requests:
+        resp = httpx.request(method, f"{url}{path}", json=body)
+        assert resp.status_code == 404, (path, resp.text)
+        error = resp.json()["error"]
+        assert error["code"] == "model_not_found"
+        assert error["param"] == "model"
+        assert error["message"].startswith(
+            f"the model '{model}' needs provider {provider}, which is off: {setting}"
+        ), error["message"]
+
+
+def test_a_provider_that_cannot_list_its_models_is_logged_once_per_change(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every refresh of the model list asks again; the log says so when the provider goes
+    away, and when it is back, not on every refresh."""
+    caplog.set_level(logging.INFO, logger="app.providers.router")
+    port = free_port()
+    url = make_gateway(ollama_base_url=f"http://127.0.0.1:{port}", models_cache_ttl=0)
+
+    def refresh(times: int) -> list[str]:
+        caplog.clear()
+        for _ in range(times):
+            assert httpx.get(f"{url}/v1/models", timeout=20).status_code == 200
+        return [r.getMessage() for r in caplog.records if r.name == "app.providers.router"]
+
+    down = refresh(3)
+    assert len(down) == 1
+    assert down[0].startswith("could not list ollama models: ollama: cannot connect")
+    with serve(FakeOllama().app, port=port):
+        assert refresh(3) == ["ollama answers again: its models are listed"]
+    assert len(refresh(3)) == 1

@@ -3,7 +3,7 @@ sources, timings, usage`); a failure is raised, to be answered with its HTTP sta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from app.chat import events as ev
 from app.chat.turn import Turn
@@ -38,6 +38,8 @@ async def body(turn: Turn) -> dict[str, Any]:
                 | ev.ToolCallDelta()
             ):
                 pass
+            case _:
+                assert_never(event)
     result: dict[str, Any] = {
         "session_id": turn.session_id,
         "user_id": turn.user_id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, assert_never
 
 import orjson
 
@@ -67,6 +67,8 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
                     | ev.ToolCallDelta()
                 ):
                     pass
+                case _:
+                    assert_never(event)
     except GatewayError as exc:
         log.warning("turn of session %s failed: %s", turn.session_id, exc.message)
         yield _event("error", exc.body()["error"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import orjson
 
@@ -86,6 +86,8 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                     | ev.Timings()
                 ):
                     pass
+                case _:
+                    assert_never(event)
     except GatewayError as exc:
         log.warning("stream from %s failed mid-answer: %s", turn.model, exc.message)
         yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
@@ -143,6 +145,8 @@ async def completion(turn: Turn) -> dict[str, Any]:
                 | ev.Timings()
             ):
                 pass
+            case _:
+                assert_never(event)
     body: dict[str, Any] = {
         "id": turn.id,
         "object": "chat.completion",

@@ -1,0 +1,98 @@
+"""The request size limit (MAX_REQUEST_BYTES) on a real uvicorn gateway: a declared
+Content-Length over it is refused before the body is read, a chunked body as soon as it grows
+past it; either way a 413 in OpenAI's shape, and nothing reaches the upstream or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from tests.conftest import MakeGateway
+from tests.fakes.openai_upstream import OpenAIUpstreamState
+
+LIMIT = 64 * 1024
+CHAT = {"model": "openai/gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def chat_body(size: int) -> bytes:
+    """A chat request of exactly `size` bytes."""
+    body = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": ""}]})
+    padding = size - len(body)
+    return orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * padding}]})
+
+
+def chunks(body: bytes, size: int = 4096) -> Iterator[bytes]:
+    """`body` in pieces: httpx sends an iterator chunked, without a Content-Length."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def check_413(resp: httpx.Response, limit: int) -> None:
+    assert resp.status_code == 413, resp.text
+    assert resp.headers["x-request-id"]
+    assert resp.json() == {
+        "error": {
+            "message": f"the request body is larger than {limit} bytes (MAX_REQUEST_BYTES)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
+    }
+
+
+async def test_a_declared_content_length_over_the_limit_is_refused_before_the_body(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    """Only the headers are sent: the answer comes without waiting for the gigabyte."""
+    url = urlsplit(make_gateway())
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"x-request-id" in head
+    assert upstream.requests == []
+
+
+def test_a_20_mb_body_is_refused_with_the_default_limit(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    resp = httpx.post(
+        f"{make_gateway()}/v1/chat/completions", content=chat_body(20_000_000), timeout=30
+    )
+    check_413(resp, 16 * 1024 * 1024)
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat", "/v1/embeddings"])
+def test_a_chunked_body_growing_past_the_limit_is_refused(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, redis_url: str, path: str
+) -> None:
+    url = make_gateway(max_request_bytes=LIMIT)
+    body = orjson.dumps({"user_id": "u", "message": "x" * LIMIT, **CHAT})
+    resp = httpx.post(f"{url}{path}", content=chunks(body), timeout=30)
+    check_413(resp, LIMIT)
+    assert upstream.requests == []
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.keys("session*") == []
+
+
+def test_bodies_up_to_the_limit_are_answered(make_gateway: MakeGateway) -> None:
+    url = make_gateway(max_request_bytes=LIMIT)
+    body = chat_body(LIMIT)
+    assert len(body) == LIMIT
+    for content in (body, chunks(body)):
+        resp = httpx.post(f"{url}/v1/chat/completions", content=content, timeout=30)
+        assert resp.status_code == 200, resp.text
+    resp = httpx.post(f"{url}/v1/chat/completions", content=chat_body(LIMIT + 1), timeout=30)
+    check_413(resp, LIMIT)
