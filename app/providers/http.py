@@ -3,6 +3,7 @@ one place that turns aiohttp's exceptions and upstream statuses into `app.errors
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from app.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+
+log = logging.getLogger(__name__)
 
 
 async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
@@ -108,20 +111,27 @@ async def raise_for_status(provider: str, model: str, resp: aiohttp.ClientRespon
 
 @asynccontextmanager
 async def translate_errors(provider: str) -> AsyncIterator[None]:
-    """Map the transport's failures to `app.errors`; errors already mapped pass through."""
+    """Map the transport's failures to `app.errors`, in plain words a user may be shown (the
+    transport's own words go to the log); errors already mapped pass through."""
     try:
         yield
     except GatewayError:
         raise
     except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        raise UpstreamTimeout(
-            provider, f"no answer within the timeout ({exc or 'timed out'})"
-        ) from exc
+        log.info("%s timed out: %r", provider, exc)
+        raise UpstreamTimeout(provider, "stopped answering (no data within the timeout)") from exc
     except aiohttp.ClientConnectorError as exc:
         raise ProviderUnreachable(provider, f"cannot connect: {exc.os_error or exc}") from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise UpstreamError(provider, f"connection lost mid-answer ({exc})") from exc
+        log.info("%s closed the connection: %r", provider, exc)
+        raise UpstreamError(
+            provider, "the connection closed before the answer was complete"
+        ) from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamError(provider, f"{type(exc).__name__}: {exc}") from exc
+        log.info("%s failed: %r", provider, exc)
+        raise UpstreamError(
+            provider, "the connection failed before the answer was complete"
+        ) from exc
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError(provider, f"sent malformed JSON ({exc})") from exc
+        log.info("%s sent malformed JSON: %s", provider, exc)
+        raise UpstreamError(provider, "sent an answer the gateway could not read") from exc

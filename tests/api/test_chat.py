@@ -430,6 +430,9 @@ def test_stream_cut_mid_answer_ends_with_an_in_band_error(gateway: str) -> None:
     _, events = sse_events(gateway, {"model": "openai/cut", "messages": USER, "stream": True})
     assert events[-1] == "[DONE]"
     assert events[-2]["error"]["code"] == "upstream_error"
+    # what OpenWebUI shows in its error box: the provider, in plain words, no transport jargon
+    message = events[-2]["error"]["message"]
+    assert message == "openai: the connection closed before the answer was complete"
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in events[:-2]) == "Hello from"
     with pytest.raises(openai.APIError):
         for _ in client(gateway).chat.completions.create(
@@ -447,6 +450,7 @@ def test_stalled_stream_ends_with_an_in_band_timeout(make_gateway: MakeGateway) 
     assert time.monotonic() - started < 10
     assert events[-1] == "[DONE]"
     assert events[-2]["error"]["code"] == "upstream_timeout"
+    assert events[-2]["error"]["message"] == "openai: stopped answering (no data within the timeout)"
 
 
 def test_total_timeout_caps_a_long_answer(make_gateway: MakeGateway) -> None:
