@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ["ruff", "check", "app", "tests", "benchmarks"],
         ["ruff", "format", "--check", "app", "tests", "benchmarks"],
-        ["mypy", "app"],
+        ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

@@ -13,14 +13,15 @@ import httpx
 import openai
 import pytest
 import redis
+from openai.types.chat import ChatCompletionMessageParam
 
 from app.tools.context import Register, ToolContext
 from tests.api.sse import sse_events
 from tests.conftest import MakeGateway, start_redis
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 
-USER = [{"role": "user", "content": "hi"}]
-JOKE = [{"role": "user", "content": "tell me a joke"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+JOKE: list[ChatCompletionMessageParam] = [{"role": "user", "content": "tell me a joke"}]
 RUNS: list[str] = []
 
 

@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from tests.api.sse import sse_events
 from tests.conftest import MakeGateway
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 
-USER = [{"role": "user", "content": "hi"}]
-WEATHER_TOOL = {
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+WEATHER_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -29,7 +30,7 @@ WEATHER_TOOL = {
         },
     },
 }
-TIME_TOOL = {
+TIME_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -134,8 +135,11 @@ def test_routes_answer_without_the_v1_prefix(gateway: str) -> None:
 def test_persona_is_merged_into_the_system_prompt(
     gateway: str, upstream: OpenAIUpstreamState
 ) -> None:
-    messages = [{"role": "system", "content": "Speak like a pirate."}, *USER]
-    client(gateway).chat.completions.create(model="openai/gpt-test", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Speak like a pirate."},
+        *USER,
+    ]
+    client(gateway).chat.completions.create(model="openai/gpt-test", messages=messages)
     sent = upstream.requests[-1]["messages"]
     assert [m["role"] for m in sent] == ["system", "user"]
     assert sent[0]["content"].startswith("You are a helpful")
@@ -299,7 +303,7 @@ def test_client_tools_stream_back_as_tool_calls(gateway: str) -> None:
     deltas = [c["choices"][0]["delta"] for c in events[:-1] if c["choices"]]
     calls = [call for d in deltas for call in d.get("tool_calls") or []]
     assert all("index" in call for call in calls)
-    firsts = {}
+    firsts: dict[int, Any] = {}
     for call in calls:
         firsts.setdefault(call["index"], call)
     assert set(firsts) == {0, 1}
@@ -318,12 +322,14 @@ def test_client_tools_stream_back_as_tool_calls(gateway: str) -> None:
 
 def test_openwebui_two_turn_native_tool_exchange(gateway: str) -> None:
     sdk = client(gateway)
-    messages: list[Any] = [{"role": "user", "content": "What's the weather in Paris?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What's the weather in Paris?"}
+    ]
     stream = sdk.chat.completions.create(
         model="openai/tool-model",
         messages=messages,
         tools=[WEATHER_TOOL],
-        stream=True,  # type: ignore[list-item]
+        stream=True,
     )
     call_id, name, arguments, finish = "", "", "", None
     for chunk in stream:
@@ -352,7 +358,7 @@ def test_openwebui_two_turn_native_tool_exchange(gateway: str) -> None:
     ]
     answer = sdk.chat.completions.create(
         model="openai/tool-model", messages=messages, tools=[WEATHER_TOOL]
-    )  # type: ignore[list-item]
+    )
     assert answer.choices[0].message.content == "Tool said: 18 C and sunny"
     assert answer.choices[0].finish_reason == "stop"
 
@@ -361,7 +367,7 @@ def test_non_stream_tool_calls(gateway: str) -> None:
     completion = client(gateway).chat.completions.create(
         model="openai/tool-model",
         messages=USER,
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -369,8 +375,8 @@ def test_non_stream_tool_calls(gateway: str) -> None:
     calls = choice.message.tool_calls or []
     assert len(calls) == 1
     assert calls[0].type == "function"
-    assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
-    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -379,7 +385,7 @@ def test_non_stream_tool_calls(gateway: str) -> None:
 def test_unknown_model_is_404(gateway: str) -> None:
     for model in ("openai/no-such-model", "no-such-model"):
         with pytest.raises(openai.NotFoundError) as info:
-            client(gateway).chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+            client(gateway).chat.completions.create(model=model, messages=USER)
         assert info.value.code == "model_not_found"
 
 
@@ -438,7 +444,7 @@ def test_stream_cut_mid_answer_ends_with_an_in_band_error(gateway: str) -> None:
         for _ in client(gateway).chat.completions.create(
             model="openai/cut",
             messages=USER,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         ):
             pass
 
@@ -450,7 +456,9 @@ def test_stalled_stream_ends_with_an_in_band_timeout(make_gateway: MakeGateway) 
     assert time.monotonic() - started < 10
     assert events[-1] == "[DONE]"
     assert events[-2]["error"]["code"] == "upstream_timeout"
-    assert events[-2]["error"]["message"] == "openai: stopped answering (no data within the timeout)"
+    assert (
+        events[-2]["error"]["message"] == "openai: stopped answering (no data within the timeout)"
+    )
 
 
 def test_total_timeout_caps_a_long_answer(make_gateway: MakeGateway) -> None:
@@ -503,7 +511,7 @@ async def test_client_leaving_a_non_stream_request_cancels_the_upstream_request(
 def test_fallback_moves_down_the_chain(make_gateway: MakeGateway) -> None:
     url = make_gateway(fallback_models=["openai/gpt-test"])
     for model in ("openai/error-500", "openai/rate-limited"):
-        completion = client(url).chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+        completion = client(url).chat.completions.create(model=model, messages=USER)
         assert completion.model == "openai/gpt-test"
         assert completion.choices[0].message.content == GREETING
 
@@ -521,9 +529,10 @@ def test_circuit_breaker_opens_and_lets_a_probe_through(
     make_gateway: MakeGateway, upstream: OpenAIUpstreamState
 ) -> None:
     url = make_gateway(retry_attempts=1, breaker_failures=2, breaker_reset=0.5)
-    post = lambda model: httpx.post(  # noqa: E731
-        f"{url}/v1/chat/completions", json={"model": model, "messages": USER}
-    )
+
+    def post(model: str) -> httpx.Response:
+        return httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": USER})
+
     assert post("openai/error-500").status_code == 502
     assert post("openai/error-500").status_code == 502
     seen = len(upstream.requests)

@@ -188,7 +188,8 @@ def test_bad_requests_are_400(url: str, body: dict[str, Any]) -> None:
 
 @BOTH
 def test_empty_string_input_is_400(url: str, model: str, dims: int) -> None:
-    for empty in ("", ["a", ""], [[]]):
+    empties: tuple[str, list[str], list[list[int]]] = ("", ["a", ""], [[]])  # text, texts, ids
+    for empty in empties:
         resp = embed(url, model=model, input=empty)
         assert resp.status_code == 400
         assert resp.json()["error"]["param"] == "input"

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionToolParam
 
 from app.errors import ToolError
 from app.tools import builtin
@@ -43,7 +44,7 @@ def extra_tools(register: Register, context: ToolContext) -> None:
 
 
 PLUGINS = [builtin.register_tools, extra_tools]
-CLIENT_TOOL = {
+CLIENT_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "lookup_order",
@@ -197,7 +198,10 @@ def test_client_tools_are_passed_back_not_run(
 
 
 def test_the_client_wins_a_name_collision(tool_gateway: str, upstream: OpenAIUpstreamState) -> None:
-    theirs = {**CLIENT_TOOL, "function": {**CLIENT_TOOL["function"], "name": "calculator"}}
+    theirs: ChatCompletionToolParam = {
+        **CLIENT_TOOL,
+        "function": {**CLIENT_TOOL["function"], "name": "calculator"},
+    }
     upstream.script = [[("calculator", '{"order_id": "A1"}')]]
     completion = ask(tool_gateway, tools=[theirs])
     assert completion.choices[0].finish_reason == "tool_calls"

@@ -167,7 +167,7 @@ async def test_closing_the_stream_stops_generation(provider: LocalProvider) -> N
     assert provider._lock.locked()
 
     closed_at = time.monotonic()
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     # 400 tokens take ~10 s; the worker notices the close within a token or two.
     await wait_until(lambda: not provider._lock.locked(), within=2.0)
     assert time.monotonic() - closed_at < 2.0

@@ -96,7 +96,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def finish_reason(chunks: list[Chunk]) -> str | None:
-    reasons = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    reasons: list[str | None] = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
     assert all(reason is None for reason in reasons[:-1])
     return reasons[-1]
 

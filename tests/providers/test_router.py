@@ -70,7 +70,7 @@ async def open_stream(r: Router, model_id: str, body: dict[str, Any], needs: Nee
 
 
 def router(*providers: Scripted, **settings: Any) -> Router:
-    return Router(list(providers), gateway_settings(**settings).providers)  # type: ignore[arg-type]
+    return Router(list(providers), gateway_settings(**settings).providers)
 
 
 async def test_retries_then_falls_back_in_order() -> None:

@@ -8,13 +8,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from app.main import create_app
 from tests.conftest import MakeGateway, gateway_settings
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 from tests.fakes.serve import serve
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 KEYS = ["k1", "k2"]
 CHAT = ("POST", "/chat/completions", {"model": "openai/gpt-test", "messages": USER})
 MODELS = ("GET", "/models", None)
@@ -96,7 +97,7 @@ def test_the_bearer_scheme_is_case_insensitive(url: str, scheme: str) -> None:
 
 def test_the_sdk_with_the_right_key(url: str) -> None:
     with openai.OpenAI(base_url=f"{url}/v1", api_key="k2", max_retries=0) as sdk:
-        completion = sdk.chat.completions.create(model="openai/gpt-test", messages=USER)  # type: ignore[arg-type]
+        completion = sdk.chat.completions.create(model="openai/gpt-test", messages=USER)
         assert completion.choices[0].message.content == GREETING
         assert "openai/gpt-test" in [model.id for model in sdk.models.list()]
         assert sdk.embeddings.create(model="openai/embed-test", input="x").data
@@ -105,7 +106,7 @@ def test_the_sdk_with_the_right_key(url: str) -> None:
 def test_the_sdk_with_a_wrong_key_raises_authentication_error(url: str) -> None:
     with openai.OpenAI(base_url=f"{url}/v1", api_key="nope", max_retries=0) as sdk:
         with pytest.raises(openai.AuthenticationError) as info:
-            sdk.chat.completions.create(model="openai/gpt-test", messages=USER)  # type: ignore[arg-type]
+            sdk.chat.completions.create(model="openai/gpt-test", messages=USER)
         assert info.value.status_code == 401
         assert info.value.code == "invalid_api_key"
         with pytest.raises(openai.AuthenticationError):

@@ -17,6 +17,7 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from openai.types.chat import ChatCompletionMessageParam
 
 from app.errors import ProviderUnavailable, RateLimited
 from app.main import create_app
@@ -403,13 +404,16 @@ def test_tokens_per_minute_are_charged_after_each_answer(
 ) -> None:
     url = make_gateway(api_keys=["tpm-key"], rate_limit_tpm=20)
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="tpm-key", max_retries=0)
-    ask = {"model": "openai/gpt-test", "messages": [{"role": "user", "content": "hi " * 30}]}
+    model = "openai/gpt-test"
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi " * 30}]
     if stream:
-        assert list(client.chat.completions.create(**ask, stream=True))
+        assert list(client.chat.completions.create(model=model, messages=messages, stream=True))
     else:
-        assert client.chat.completions.create(**ask).usage.prompt_tokens > 20
+        usage = client.chat.completions.create(model=model, messages=messages).usage
+        assert usage is not None
+        assert usage.prompt_tokens > 20
     time.sleep(0.2)  # the charge is made just after the answer has been sent
     with pytest.raises(openai.RateLimitError) as refused:
-        client.chat.completions.create(**ask)
+        client.chat.completions.create(model=model, messages=messages)
     assert refused.value.code == "rate_limit_exceeded"
     assert int(refused.value.response.headers["Retry-After"]) >= 1
