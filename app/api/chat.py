@@ -24,6 +24,9 @@ from app.providers.router import Needs
 from app.security.ratelimit import charge
 
 _WATCH_AFTER = 1.0
+TASK_HEADER = "x-openwebui-task"
+"""OpenWebUI fills it with the task's name when the connection sets `X-OpenWebUI-Task:
+{{TASK}}`, and leaves it empty for a user's chat."""
 _T = TypeVar("_T")
 
 
@@ -32,9 +35,10 @@ async def chat_completions(request: Request) -> Response:
     body = parse_json(await request.body())
     req = validate(ChatCompletionRequest, body)
     needs = Needs(tools=bool(req.tools), choices=req.n or 1, whole=not req.stream)
+    task = request.headers.get(TASK_HEADER, "").strip()
     metered = identity(request).tpm is not None
     if req.stream:
-        turn = await gateway.engine.chat(body, needs)
+        turn = await gateway.engine.chat(body, needs, task=task)
         metered = metered and turn.cache != "hit"
         options = openai_chat.StreamOptions(
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
@@ -46,7 +50,7 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(
             events, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **_headers(turn)}
         )
-    turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs))
+    turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs, task))
     return JSON(
         completion,
         headers=_headers(turn) or None,
@@ -56,8 +60,10 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
-async def _whole(engine: Engine, body: dict[str, Any], needs: Needs) -> tuple[Turn, dict[str, Any]]:
-    turn = await engine.chat(body, needs)
+async def _whole(
+    engine: Engine, body: dict[str, Any], needs: Needs, task: str
+) -> tuple[Turn, dict[str, Any]]:
+    turn = await engine.chat(body, needs, task=task)
     return turn, await openai_chat.completion(turn)
 
 

@@ -68,12 +68,15 @@ class Engine:
         self._without_function_calling: set[str] = set()
         self._dropped_logged: set[str] = set()
 
-    async def chat(self, body: dict[str, Any], needs: Needs, route: Route | None = None) -> Turn:
+    async def chat(
+        self, body: dict[str, Any], needs: Needs, route: Route | None = None, task: str = ""
+    ) -> Turn:
         """The turn of `body` (a validated OpenAI chat request), opened: its first chunk has
         come, so that failures before it can still be answered with an HTTP status. A cacheable
         request is answered from the response cache when it can be, and stored when not.
-        `route`, when given, is `body`'s model already resolved."""
-        if (kind := task_kind(body["messages"])) is not None:
+        `route`, when given, is `body`'s model already resolved; `task` names the background
+        task the client says the request is (OpenWebUI's `X-OpenWebUI-Task: {{TASK}}`)."""
+        if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
         upstream = {**body, "messages": self.persona.apply(body["messages"])}
         upstream.pop("cache", None)  # the gateway's own field: upstreams refuse unknown ones

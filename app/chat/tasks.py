@@ -14,13 +14,13 @@ from app.chat.context import text_of
 _OPENINGS: dict[str, re.Pattern[str]] = {
     kind: re.compile(pattern, re.IGNORECASE)
     for kind, pattern in {
-        "title": r"###\s*Task:\s*Generate a concise,? 3-5 word title",
+        "title": r"###\s*Task:\s*Generate a concise,?( 3-5 word)? title",
         "tags": r"###\s*Task:\s*Generate 1-3 broad tags",
-        "follow_ups": r"###\s*Task:\s*Suggest 3-5 relevant follow-up questions",
+        "follow_ups": r"###\s*Task:\s*(Suggest 3-5 relevant follow-up|Predict 3-5 useful messages)",
         "queries": r"###\s*Task:\s*Analyze the chat history to determine the necessity of "
         r"generating search queries",
         "autocomplete": r"###\s*Task:\s*You are an autocompletion system",
-        "image_prompt": r"###\s*Task:\s*Generate a detailed prompt for an? image generation",
+        "image_prompt": r"###\s*Task:\s*Generate a detailed prompt for a[mn]? image generation",
         "emoji": r"Your task is to reflect the speaker's likely facial expression",
         "moa": r"You have been provided with a set of responses from various models",
         "tool_choice": r"Available Tools:",

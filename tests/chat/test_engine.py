@@ -135,3 +135,20 @@ def test_a_plain_answer_cut_half_way_falls_back(
     streamed = {"model": "openai/cut", "messages": [{"role": "user", "content": "hi"}]}
     _, events = sse_events(url, {**streamed, "stream": True})
     assert "error" in events[-2]
+
+
+def test_the_task_header_marks_a_background_task(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(enabled_tools=["calculator"])
+    messages = [{"role": "user", "content": "A custom title prompt: name this chat."}]
+    for header, persona in (("title_generation", False), ("", True)):
+        resp = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "openai/gpt-test", "messages": messages},
+            headers={"X-OpenWebUI-Task": header},
+            timeout=30,
+        )
+        assert resp.status_code == 200
+        sent = upstream.requests[-1]
+        assert (sent["messages"][0]["role"] == "system") is persona
