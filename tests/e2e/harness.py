@@ -93,6 +93,12 @@ class Started:
     log: Path
     seconds: float
 
+    def check(self) -> None:
+        """Raise, with the end of its log, if the process has exited."""
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.url} exited ({self.process.returncode}):\n{tail}")
+
 
 @contextmanager
 def _process(

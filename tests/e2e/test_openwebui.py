@@ -51,6 +51,7 @@ class Stack:
     gateway: str
     upstream: OpenAIUpstreamState
     browser: Any
+    servers: tuple[harness.Started, ...]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def stack(openai_server: tuple[str, OpenAIUpstreamState]) -> Iterator[Stack]:
             print(f"gateway ready in {gateway.seconds:.1f} s,", end=" ")
             print(f"OpenWebUI in {openwebui.seconds:.1f} s")
             try:
-                yield Stack(openwebui.url, gateway.url, state, browser)
+                yield Stack(openwebui.url, gateway.url, state, browser, (gateway, openwebui))
             finally:
                 harness.keep_log(gateway, "gateway.log")
                 harness.keep_log(openwebui, "openwebui.log")
@@ -90,14 +91,19 @@ def stack(openai_server: tuple[str, OpenAIUpstreamState]) -> Iterator[Stack]:
 
 def chat(stack: Stack, model: str, text: str, shot: str) -> dict[str, Any]:
     """Open a new chat with `model`, send `text`, wait for the reply; screenshot it."""
-    page = harness.open_chat(stack.browser, f"{stack.openwebui}/?models={model}")
     try:
-        harness.send(page, text)
-        reply = harness.wait_for_reply(page, 1)
-        reply["screenshot"] = harness.screenshot(page, shot)
-        return reply
-    finally:
-        page.close()
+        page = harness.open_chat(stack.browser, f"{stack.openwebui}/?models={model}")
+        try:
+            harness.send(page, text)
+            reply = harness.wait_for_reply(page, 1)
+            reply["screenshot"] = harness.screenshot(page, shot)
+            return reply
+        finally:
+            page.close()
+    except Exception:
+        for server in stack.servers:  # a server that died says why
+            server.check()
+        raise
 
 
 def test_hello_renders_the_gateways_answer(stack: Stack) -> None:
