@@ -2,7 +2,8 @@
 autocompletion, emoji and image prompts it asks a model for beside the user's chat. They quote
 the chat inside one of OpenWebUI's prompt templates; a gateway that treats them as user turns
 adds its persona, tools and context to them and makes them queue before the user's next
-message. Each template is recognised by its opening (OpenWebUI 0.12's defaults)."""
+message. Each template is recognised by its opening (OpenWebUI 0.12.4's defaults, recorded in
+tests/fixtures/openwebui/)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,17 @@ _OPENINGS: dict[str, re.Pattern[str]] = {
         "emoji": r"Your task is to reflect the speaker's likely facial expression",
         "moa": r"You have been provided with a set of responses from various models",
         "tool_choice": r"Available Tools:",
-        "task": r"###\s*Task:",
+        "compaction": r"###\s*Task:\s*Summarize the conversation history that will be "
+        r"compacted",
     }.items()
 }
 
 
 def task_kind(messages: list[dict[str, Any]]) -> str | None:
-    """The kind of OpenWebUI background task `messages` ask for, or None for a user's turn.
-    A task is one message (user or system) whose text opens with one of the templates; a
-    custom template that keeps OpenWebUI's `### Task:` heading counts as `task`."""
+    """The kind of OpenWebUI background task `messages` ask for, or None for a user's turn:
+    the last message, or a leading system message, opens with one of the templates. Not every
+    `### Task:` is a task: OpenWebUI puts its retrieval template, which starts so too, in front
+    of a user's own message. Custom templates are told by the `X-OpenWebUI-Task` header."""
     candidates = [m for m in (messages[-1:] + messages[:1]) if m.get("role") in _ROLES]
     for message in candidates:
         head = text_of(message).lstrip()[:200]

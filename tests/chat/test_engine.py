@@ -4,7 +4,9 @@ breaks half-way falls back, since nothing has reached the client."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ CLIENT_TOOL = {
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
 }
 TITLE = (
-    "### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history.\n"
+    "### Task:\nGenerate a concise title summarizing the chat history.\n"
     "### Guidelines:\n- The title should clearly represent the main theme.\n"
     "### Chat History:\n<chat_history>\nUSER: Hello!\nASSISTANT: Hi there.\n</chat_history>"
 )
@@ -107,20 +109,52 @@ def test_task_model_takes_the_background_tasks(
     assert (task.json()["model"], turn.json()["model"]) == ("openai/gpt-test", "openai/no-tools")
 
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openwebui"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "kind"),
+    [
+        ("task_title", "title"),
+        ("task_tags", "tags"),
+        ("task_follow_ups", "follow_ups"),
+        ("task_query", "queries"),
+        ("task_autocomplete", "autocomplete"),
+        ("task_image_prompt", "image_prompt"),
+        ("task_emoji", "emoji"),
+        ("task_moa", "moa"),
+        ("chat_with_native_tools", None),
+        ("chat_with_stream_options", None),
+        ("multi_turn", None),
+    ],
+)
+def test_openwebui_s_recorded_requests(fixture: str, kind: str | None) -> None:
+    body = json.loads((FIXTURES / f"{fixture}.json").read_text())
+    assert task_kind(body["messages"]) == kind
+
+
 @pytest.mark.parametrize(
     ("text", "kind"),
     [
         (TITLE, "title"),
-        ("### Task:\nGenerate 1-3 broad tags categorizing the main themes", "tags"),
         ("### Task:\nSuggest 3-5 relevant follow-up questions or prompts", "follow_ups"),
-        ("### Task:\nSomething a custom template asks", "task"),
-        ("Your task is to reflect the speaker's likely facial expression", "emoji"),
+        ("### Task:\nSummarize the conversation history that will be compacted out", "compaction"),
         ("Hello!", None),
         ("Please write ### Task: lists for me", None),
+        # OpenWebUI's retrieval template, in front of a user's own question: a real chat
+        ("### Task:\nRespond to the user query using the provided context, with citations", None),
     ],
 )
 def test_task_kinds(text: str, kind: str | None) -> None:
     assert task_kind([{"role": "user", "content": text}]) == kind
+
+
+def test_legacy_function_calling_is_a_task() -> None:
+    messages = [
+        {"role": "system", "content": "Available Tools: []\n\nYour task is to choose"},
+        {"role": "user", "content": "Query: weather?"},
+    ]
+    assert task_kind(messages) == "tool_choice"
 
 
 def test_a_plain_answer_cut_half_way_falls_back(
