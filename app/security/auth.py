@@ -52,15 +52,21 @@ class BearerAuthMiddleware:
                 break
         scheme, _, token = header.partition(b" ")
         token = token.strip()
-        identity = self._store.lookup(token) if scheme.lower() == b"bearer" and token else None
+        bearer = scheme.lower() == b"bearer" and bool(token)
+        identity = self._store.lookup(token) if bearer else None
         if identity is not None:
             state["identity"] = identity
             await self.app(scope, receive, send)
             return
-        error = AuthenticationFailed(
-            "Invalid API key." if header else "Missing API key: send 'Authorization: Bearer <key>'."
-        )
-        await send_error(send, error, _CHALLENGE)
+        await send_error(send, AuthenticationFailed(_refusal(header, bearer)), _CHALLENGE)
+
+
+def _refusal(header: bytes, bearer: bool) -> str:
+    if bearer:
+        return "Invalid API key."
+    if header:
+        return "Invalid Authorization header: send 'Authorization: Bearer <key>'."
+    return "Missing API key: send 'Authorization: Bearer <key>'."
 
 
 class AnonymousMiddleware:
