@@ -60,8 +60,6 @@ def create_app(
         log.info("tools enabled: %s", ", ".join(registry.enabled) or "none")
         if persona.instructions():
             log.info("persona %r is applied to every turn", persona.name)
-        if not settings.api_keys and settings.api_keys_file is None:
-            log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         try:
             yield {
                 "chat": ChatService(router, persona, registry, settings, caches),

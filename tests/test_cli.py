@@ -234,7 +234,7 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(
     assert httpx.get(f"{url}/v1/models", headers=wrong).status_code == 401
 
 
-def test_keys_default_to_api_keys_file_else_keys_yaml(tmp_path: Path) -> None:
+def test_keys_default_to_api_keys_file_else_data_dir(tmp_path: Path) -> None:
     configured = tmp_path / "configured.json"
     result = keys(tmp_path, "create", "--owner", "bob", API_KEYS_FILE=str(configured))
     created_key(result)
@@ -242,8 +242,33 @@ def test_keys_default_to_api_keys_file_else_keys_yaml(tmp_path: Path) -> None:
     assert read_key_file(configured)[0].owner == "bob"
     listing = keys(tmp_path, "list", API_KEYS_FILE=str(configured))
     assert listing.stdout.splitlines()[1].split()[1] == "bob"
-    created_key(keys(tmp_path, "create", "--owner", "carol"))
-    assert read_key_file(tmp_path / "keys.yaml")[0].owner == "carol"
+
+    state = tmp_path / "state"
+    result = keys(tmp_path, "create", "--owner", "carol", DATA_DIR=str(state))
+    created_key(result)
+    assert "set API_KEYS_FILE" not in result.stderr
+    assert read_key_file(state / "keys.yaml")[0].owner == "carol"
+    assert (state / "keys.yaml").stat().st_mode & 0o777 == 0o600
+    created_key(keys(tmp_path, "create", "--owner", "dave"))
+    assert read_key_file(tmp_path / "data" / "keys.yaml")[0].owner == "dave"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configured.json", "data", "state"]
+
+
+def test_serve_reads_data_dirs_keys_file_when_api_keys_file_is_unset(
+    tmp_path: Path, redis_url: str
+) -> None:
+    state = tmp_path / "state"
+    key = created_key(keys(tmp_path, "create", "--owner", "erin", DATA_DIR=str(state)))
+    port = free_port()
+    env = child_env(PORT=str(port), DATA_DIR=str(state), REDIS_URL=redis_url)
+    log = tmp_path / "gateway.log"
+    with serving(env, log, port) as url:
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+        ok = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200, ok.text
+        text = log.read_text()
+        assert f"API keys: {state / 'keys.yaml'} (API_KEYS_FILE is unset" in text
+        assert "API_KEYS is not set" not in text
 
 
 def test_keys_refuses_bad_arguments_and_leaves_a_bad_file_alone(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.errors import AuthenticationFailed
 from app.security.identity import ANONYMOUS
-from app.security.keys import KeyStore
+from app.security.keys import KeyStore, keys_file
 from app.security.ratelimit import RateLimiter, RateLimitMiddleware, send_error
 
 log = logging.getLogger(__name__)
@@ -82,18 +82,20 @@ class AnonymousMiddleware:
 
 
 def install_auth(app: Starlette, settings: Settings) -> None:
-    """Bearer keys on every route but health when API_KEYS or API_KEYS_FILE is set, then the
-    keys' rate limits. A bad keys file raises `ConfigError`."""
+    """Bearer keys on every route but health when API_KEYS or a keys file (see `keys_file`) is
+    set, then the keys' rate limits. A bad keys file raises `ConfigError`."""
     if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
         log.warning("RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS, which is not set")
-    if not settings.api_keys and settings.api_keys_file is None:
+    path = keys_file(settings)
+    if not settings.api_keys and path is None:
+        log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         app.add_middleware(AnonymousMiddleware)
         return
-    store = KeyStore.from_settings(settings)
+    if path is not None and settings.api_keys_file is None:
+        log.info("API keys: %s (API_KEYS_FILE is unset; this is DATA_DIR's keys file)", path)
+    store = KeyStore.from_settings(settings, path)
     if not store:
-        log.warning(
-            "API_KEYS_FILE %s holds no key: every request is refused", settings.api_keys_file
-        )
+        log.warning("keys file %s holds no key: every request is refused", path)
     if store.limited:
         app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit_fail_open))
     app.add_middleware(BearerAuthMiddleware, store=store)
