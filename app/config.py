@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     persona_path: Path = Path("persona.json")
     api_keys: CommaList = []
     cors_origins: CommaList = []
+    docs_enabled: bool = True
 
     default_model: str = ""
     fallback_models: CommaList = []

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import cache, chat, embeddings, health, models, sessions, tools
+from app.api.docs import documented_app
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import install_openapi
@@ -80,7 +81,13 @@ def create_app(
 
     # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan, telemetry=telemetry)
+    app = documented_app(
+        settings.docs_enabled,
+        title="AI gateway",
+        version=__version__,
+        lifespan=lifespan,
+        telemetry=telemetry,
+    )
     app.router.routes.extend(chat.routes)
     for module in (models, embeddings, health, tools):
         app.include_router(module.router, prefix="/v1")

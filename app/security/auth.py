@@ -1,4 +1,5 @@
-"""Bearer-key authentication for every route but health, and the identity of each request."""
+"""Bearer-key authentication for every route but health and the API's documentation, and the
+identity of each request."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api import docs
 from app.config import Settings
 from app.errors import AuthenticationFailed
 from app.security.identity import ANONYMOUS
@@ -15,7 +17,7 @@ from app.security.ratelimit import RateLimiter, RateLimitMiddleware, send_error
 
 log = logging.getLogger(__name__)
 
-_OPEN_PATHS = frozenset(
+HEALTH_PATHS = frozenset(
     {
         "/health",
         "/health/live",
@@ -30,18 +32,22 @@ _CHALLENGE = [(b"www-authenticate", b"Bearer")]
 
 class BearerAuthMiddleware:
     """Answers 401 with an OpenAI error body unless `Authorization: Bearer <key>` carries a key
-    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on health)."""
+    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on health and,
+    with `open_docs`, on the API's documentation)."""
 
-    def __init__(self, app: ASGIApp, store: KeyStore) -> None:
+    def __init__(self, app: ASGIApp, store: KeyStore, open_docs: bool) -> None:
         self.app = app
         self._store = store
+        self._open = HEALTH_PATHS | docs.PATHS if open_docs else HEALTH_PATHS
+        self._open_prefixes = (docs.ASSETS + "/",) if open_docs else ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if scope["path"] in _OPEN_PATHS:
+        path = scope["path"]
+        if path in self._open or path.startswith(self._open_prefixes):
             state["identity"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
@@ -82,8 +88,8 @@ class AnonymousMiddleware:
 
 
 def install_auth(app: Starlette, settings: Settings) -> None:
-    """Bearer keys on every route but health when API_KEYS or a keys file (see `keys_file`) is
-    set, then the keys' rate limits. A bad keys file raises `ConfigError`."""
+    """Bearer keys on every route but health and the docs when API_KEYS or a keys file (see
+    `keys_file`) is set, then the keys' rate limits. A bad keys file raises `ConfigError`."""
     if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
         log.warning("RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS, which is not set")
     path = keys_file(settings)
@@ -98,4 +104,4 @@ def install_auth(app: Starlette, settings: Settings) -> None:
         log.warning("keys file %s holds no key: every request is refused", path)
     if store.limited:
         app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit_fail_open))
-    app.add_middleware(BearerAuthMiddleware, store=store)
+    app.add_middleware(BearerAuthMiddleware, store=store, open_docs=settings.docs_enabled)
