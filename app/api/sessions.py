@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
+from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
 from app.chat.stateful import Ask, Event, StatefulChat
@@ -76,13 +77,6 @@ class StreamBody(BaseModel):
     sessionId: str | None = Field(None, pattern=_SESSION_ID)
     prompt: str = Field(min_length=1)
     model: str | None = None
-
-
-def _documented(body: type[BaseModel]) -> dict[str, Any]:
-    """The route's JSON body for the OpenAPI schema (the route reads the body itself, so that
-    bad input is a 400 naming the field)."""
-    content = {"application/json": {"schema": body.model_json_schema()}}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 def _identity(request: Request) -> Identity:
@@ -163,7 +157,7 @@ async def _sse(request: Request, ask: Ask) -> Response:
     return StreamingResponse(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-@router.post("/chat", openapi_extra=_documented(ChatBody))
+@router.post("/chat", responses=errors(400, 404, 502, 504), openapi_extra=request_body(ChatBody))
 async def chat(request: Request, user_id: UserQuery = None) -> Response:
     """The seed's chat: `{user_id, session_id?, message, stream?, model?}`. The answer with the
     session id, the tools used, their sources, timings and usage; `stream: true` answers with
@@ -179,7 +173,11 @@ async def chat(request: Request, user_id: UserQuery = None) -> Response:
     return JSON(result)
 
 
-@router.post("/v1/chat/stream", openapi_extra=_documented(StreamBody))
+@router.post(
+    "/v1/chat/stream",
+    responses=errors(400, 404, 502, 504),
+    openapi_extra=request_body(StreamBody),
+)
 async def chat_stream(request: Request, user_id: UserQuery = None) -> Response:
     """Server-sent events `agent`, `tool_call_started`, `tool_call_completed`, `token`
     (`{"text"}`), then `done` (`{fullText, suggestions, timings: {ttft_ms, total_ms}, ...}`)
@@ -199,7 +197,7 @@ async def _visible(request: Request, session_id: str, named: str | None) -> Sess
     return session
 
 
-@router.get("/v1/sessions")
+@router.get("/v1/sessions", responses=errors(400))
 async def list_sessions(
     request: Request, user_id: UserQuery = None, limit: Limit = 100
 ) -> Response:
@@ -211,12 +209,12 @@ async def list_sessions(
     return JSON({"object": "list", "data": [s.public() for s in sessions]})
 
 
-@router.get("/v1/sessions/{session_id}")
+@router.get("/v1/sessions/{session_id}", responses=errors(400, 404))
 async def get_session(request: Request, session_id: str, user_id: UserQuery = None) -> Response:
     return JSON((await _visible(request, session_id, user_id)).public())
 
 
-@router.get("/v1/sessions/{session_id}/messages")
+@router.get("/v1/sessions/{session_id}/messages", responses=errors(400, 404))
 async def session_messages(
     request: Request, session_id: str, user_id: UserQuery = None, limit: Limit = 100
 ) -> Response:
@@ -226,14 +224,14 @@ async def session_messages(
     return JSON({"object": "list", "session_id": session_id, "data": messages})
 
 
-@router.delete("/v1/sessions/{session_id}")
+@router.delete("/v1/sessions/{session_id}", responses=errors(400, 404))
 async def delete_session(request: Request, session_id: str, user_id: UserQuery = None) -> Response:
     session = await _visible(request, session_id, user_id)
     await _store(request).delete(session)
     return JSON({"id": session_id, "object": "session", "deleted": True})
 
 
-@router.get("/v1/metrics/{session_id}")
+@router.get("/v1/metrics/{session_id}", responses=errors(400, 404))
 async def session_metrics(request: Request, session_id: str, user_id: UserQuery = None) -> Response:
     await _visible(request, session_id, user_id)
     turns = await _store(request).metrics(session_id)
