@@ -48,9 +48,11 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[str]:
-    """Start the gateway, wait until GET /health/live answers, yield its URL; always stop the
-    child (by its PID) afterwards."""
+def started(
+    env: dict[str, str], log: Path, port: int, *args: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start the gateway, wait until GET /health/live answers, yield the child and its URL;
+    kill the child (by its PID) afterwards if it still runs."""
     with log.open("wb") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", *args],
@@ -73,15 +75,23 @@ def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[s
             if time.monotonic() > deadline:
                 pytest.fail(f"no answer within {START_TIMEOUT}s:\n{log.read_text()}")
             time.sleep(0.05)
+        yield child, url
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[str]:
+    """Start the gateway, yield its URL, then stop it with SIGTERM as a user would and check
+    that it shut down gracefully."""
+    with started(env, log, port, *args) as (child, url):
         yield url
         child.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert child.wait(timeout=15) in (0, -signal.SIGTERM), log.read_text()
         assert "Application shutdown complete" in log.read_text()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=10)
 
 
 def test_a_bad_port_exits_2_naming_port() -> None:
