@@ -5,6 +5,7 @@ thread; waiting requests are served first come, first served."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import ctypes
 import functools
@@ -219,7 +220,7 @@ class LocalProvider:
     def _load(self, spec: LocalModel) -> Loaded:
         from llama_cpp import Llama
 
-        _route_llama_logs()
+        _adopt_llama_cpp()
         threads = self._settings.local_threads or os.cpu_count() or 1
         try:
             llm = Llama(
@@ -258,14 +259,19 @@ class _LlamaLog:
 
 
 @functools.cache
-def _route_llama_logs() -> object:
-    """Route llama.cpp's log to `llama_log` instead of llama-cpp-python's callback, which
-    prints to stderr what it takes for errors (llama.cpp's warnings among them, as its levels
-    are numbered anew). Once per process; the cache keeps the callback alive, as it must be."""
+def _adopt_llama_cpp() -> object:
+    """Once per process: route llama.cpp's log to `llama_log` instead of llama-cpp-python's
+    callback, which prints to stderr what it takes for errors (llama.cpp's warnings among them,
+    as its levels are numbered anew); and close at exit the two /dev/null files that
+    llama-cpp-python opens at import and never closes. The cache keeps the callback alive, as
+    it must be."""
     import llama_cpp
+    from llama_cpp import _utils
 
     callback = llama_cpp.llama_log_callback(_LlamaLog().write)
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    atexit.register(_utils.outnull_file.close)
+    atexit.register(_utils.errnull_file.close)
     return callback
 
 

