@@ -35,11 +35,17 @@ def child_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def in_repo(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a gateway run in the checkout: the test run's DATA_DIR unless `env` names one,
+    so that no keys file or Redis of the checkout's `data/` is used."""
+    return {"DATA_DIR": os.environ["DATA_DIR"], **env}
+
+
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "serve", *args],
         cwd=REPO,
-        env=env,
+        env=in_repo(env),
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT,
@@ -57,7 +63,7 @@ def started(
         child = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", *args],
             cwd=REPO,
-            env=env,
+            env=in_repo(env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
