@@ -16,10 +16,9 @@ import uvicorn
 
 from app.config import ConfigError, load_settings
 from app.ops.logging import setup_logging
-from app.security.keys import KeyEntry, read_key_file, write_key_file
+from app.security.keys import DEFAULT_KEYS_FILE, KeyEntry, read_key_file, write_key_file
 
 KEY_PREFIX = "gk-"
-DEFAULT_KEYS_FILE = Path("keys.yaml")
 
 
 def _tune_gc() -> None:
@@ -56,11 +55,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:
-    """The file named by --file, else API_KEYS_FILE, else keys.yaml; and whether the gateway
-    reads it (API_KEYS_FILE names it)."""
-    configured = load_settings().security.api_keys_file
-    path: Path = args.file or configured or DEFAULT_KEYS_FILE
-    return path, configured is not None and configured.resolve() == path.resolve()
+    """The file named by --file, else API_KEYS_FILE, else DATA_DIR/keys.yaml; and whether the
+    gateway reads it (it reads API_KEYS_FILE, else DATA_DIR/keys.yaml)."""
+    settings = load_settings()
+    read: Path = settings.security.api_keys_file or settings.server.data_dir / DEFAULT_KEYS_FILE
+    path: Path = args.file or read
+    return path, path.resolve() == read.resolve()
 
 
 def _limit(value: int | None) -> str:
@@ -133,7 +133,9 @@ def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "keys", help="create and list API keys in the keys file (API_KEYS_FILE)"
     )
     actions = keys.add_subparsers(dest="action", required=True)
-    file_help = "the keys file, .yaml, .yml or .json (default: API_KEYS_FILE, else keys.yaml)"
+    file_help = (
+        "the keys file, .yaml, .yml or .json (default: API_KEYS_FILE, else DATA_DIR/keys.yaml)"
+    )
     create = actions.add_parser(
         "create", help="create a key, print it once and store only its hash"
     )

@@ -60,6 +60,7 @@ class ServerSettings(_Section):
     persona_path: Path = Path("persona.json")
     cors_origins: CommaList = []
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    docs_enabled: bool = True
 
     _cors = field_validator("cors_origins", mode="before")(_split)
 

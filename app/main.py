@@ -12,7 +12,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import cache, chat, embeddings, health, models, sessions, tools
+from app.api import cache, chat, docs, embeddings, health, models, sessions, tools
 from app.api.deps import State
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -21,6 +21,7 @@ from app.chat.persona import load_persona
 from app.config import Settings, load_settings
 from app.ops.logging import install_log_context
 from app.security.auth import install_auth
+from app.security.keys import keys_file
 from app.services import open_services
 from app.tools.context import Plugin
 
@@ -38,14 +39,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        if not security.api_keys and security.api_keys_file is None:
-            log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         async with open_services(settings, persona, tool_plugins) as services:
             yield {"services": services}
 
     # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="AI gateway", version=__version__, lifespan=lifespan, telemetry=telemetry)
+    app = docs.documented_app(
+        settings.server.docs_enabled,
+        title="AI gateway",
+        version=__version__,
+        lifespan=lifespan,
+        telemetry=telemetry,
+    )
     app.router.routes.extend(chat.routes)
     for module in (models, embeddings, health, tools):
         app.include_router(module.router, prefix="/v1")
@@ -55,7 +60,13 @@ def create_app(
     app.include_router(sessions.router)
     install_error_handlers(app)
     install_openapi(app)
-    install_auth(app, security)
+    install_auth(
+        app,
+        security,
+        keys_file(security, settings.server.data_dir),
+        public=docs.PATHS if settings.server.docs_enabled else frozenset(),
+        public_prefixes=(docs.ASSETS + "/",) if settings.server.docs_enabled else (),
+    )
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.server.max_request_bytes)
     if settings.server.cors_origins:
         app.add_middleware(

@@ -85,6 +85,17 @@ def redis_url() -> Iterator[str]:
             process.wait(10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir() -> Iterator[None]:
+    """An empty DATA_DIR for the run, so no keys file of the checkout's `data/` is read."""
+    with tempfile.TemporaryDirectory(prefix="gateway-test-data-") as directory:
+        os.environ["DATA_DIR"] = directory
+        try:
+            yield
+        finally:
+            os.environ.pop("DATA_DIR", None)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_redis(redis_url: str) -> None:
     """Each test starts from an empty Redis."""

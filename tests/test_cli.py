@@ -35,11 +35,17 @@ def child_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def in_repo(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a gateway run in the checkout: the test run's DATA_DIR unless `env` names one,
+    so that no keys file or Redis of the checkout's `data/` is used."""
+    return {"DATA_DIR": os.environ["DATA_DIR"], **env}
+
+
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "serve", *args],
         cwd=REPO,
-        env=env,
+        env=in_repo(env),
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT,
@@ -48,14 +54,16 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[str]:
-    """Start the gateway, wait until GET /health/live answers, yield its URL; always stop the
-    child (by its PID) afterwards."""
+def started(
+    env: dict[str, str], log: Path, port: int, *args: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start the gateway, wait until GET /health/live answers, yield the child and its URL;
+    kill the child (by its PID) afterwards if it still runs."""
     with log.open("wb") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", *args],
             cwd=REPO,
-            env=env,
+            env=in_repo(env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -73,15 +81,23 @@ def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[s
             if time.monotonic() > deadline:
                 pytest.fail(f"no answer within {START_TIMEOUT}s:\n{log.read_text()}")
             time.sleep(0.05)
+        yield child, url
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path, port: int, *args: str) -> Iterator[str]:
+    """Start the gateway, yield its URL, then stop it with SIGTERM as a user would and check
+    that it shut down gracefully."""
+    with started(env, log, port, *args) as (child, url):
         yield url
         child.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert child.wait(timeout=15) in (0, -signal.SIGTERM), log.read_text()
         assert "Application shutdown complete" in log.read_text()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=10)
 
 
 def test_a_bad_port_exits_2_naming_port() -> None:
@@ -234,7 +250,7 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(
     assert httpx.get(f"{url}/v1/models", headers=wrong).status_code == 401
 
 
-def test_keys_default_to_api_keys_file_else_keys_yaml(tmp_path: Path) -> None:
+def test_keys_default_to_api_keys_file_else_data_dir(tmp_path: Path) -> None:
     configured = tmp_path / "configured.json"
     result = keys(tmp_path, "create", "--owner", "bob", API_KEYS_FILE=str(configured))
     created_key(result)
@@ -242,8 +258,33 @@ def test_keys_default_to_api_keys_file_else_keys_yaml(tmp_path: Path) -> None:
     assert read_key_file(configured)[0].owner == "bob"
     listing = keys(tmp_path, "list", API_KEYS_FILE=str(configured))
     assert listing.stdout.splitlines()[1].split()[1] == "bob"
-    created_key(keys(tmp_path, "create", "--owner", "carol"))
-    assert read_key_file(tmp_path / "keys.yaml")[0].owner == "carol"
+
+    state = tmp_path / "state"
+    result = keys(tmp_path, "create", "--owner", "carol", DATA_DIR=str(state))
+    created_key(result)
+    assert "set API_KEYS_FILE" not in result.stderr
+    assert read_key_file(state / "keys.yaml")[0].owner == "carol"
+    assert (state / "keys.yaml").stat().st_mode & 0o777 == 0o600
+    created_key(keys(tmp_path, "create", "--owner", "dave"))
+    assert read_key_file(tmp_path / "data" / "keys.yaml")[0].owner == "dave"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configured.json", "data", "state"]
+
+
+def test_serve_reads_data_dirs_keys_file_when_api_keys_file_is_unset(
+    tmp_path: Path, redis_url: str
+) -> None:
+    state = tmp_path / "state"
+    key = created_key(keys(tmp_path, "create", "--owner", "erin", DATA_DIR=str(state)))
+    port = free_port()
+    env = child_env(PORT=str(port), DATA_DIR=str(state), REDIS_URL=redis_url)
+    log = tmp_path / "gateway.log"
+    with serving(env, log, port) as url:
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+        ok = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200, ok.text
+        text = log.read_text()
+        assert f"API keys: {state / 'keys.yaml'} (API_KEYS_FILE is unset" in text
+        assert "API_KEYS is not set" not in text
 
 
 def test_keys_refuses_bad_arguments_and_leaves_a_bad_file_alone(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from app.api.deps import RedisDep
+from app.api.openapi import errors
 from app.api.responses import JSON
 from app.errors import GatewayError
 from app.state import cache
@@ -24,7 +25,9 @@ class CacheUnavailable(GatewayError):
     code = "cache_unavailable"
 
 
-@router.get("/cache/health")
+@router.get(
+    "/cache/health", responses={503: {"description": "Redis does not answer: the same probe"}}
+)
 async def cache_health(redis: RedisDep) -> Response:
     """Whether Redis answers, and how fast: 200 when it does, 503 when not."""
     probe = await probe_redis(redis)
@@ -37,7 +40,7 @@ async def cache_stats(redis: RedisDep) -> Response:
     return JSON(await _reach(cache.stats(redis)))
 
 
-@router.delete("/cache/invalidate/{name}")
+@router.delete("/cache/invalidate/{name}", responses=errors(400))
 async def invalidate(name: Literal["llm", "tools", "intent"], redis: RedisDep) -> Response:
     """Remove every entry of one cache: `{"invalidated": <keys removed>}`."""
     return JSON({"invalidated": await _reach(cache.invalidate(redis, name))})

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.deps import RouterDep
+from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import EmbeddingRequest, parse_json, validate
 from app.errors import InvalidRequest
@@ -25,7 +26,11 @@ def _base64(vector: list[float]) -> str:
     return base64.b64encode(packed.tobytes()).decode()
 
 
-@router.post("/embeddings")
+@router.post(
+    "/embeddings",
+    responses=errors(400, 404, 502, 504),
+    openapi_extra=request_body(EmbeddingRequest),
+)
 async def embeddings(request: Request, models: RouterDep) -> Response:
     req = validate(EmbeddingRequest, parse_json(await request.body()))
     if not req.model:

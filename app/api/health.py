@@ -11,7 +11,7 @@ from app.api.responses import JSON
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "Down: the same report"}})
 async def health(checker: HealthDep) -> Response:
     report = await checker.report()
     return JSON(report, status_code=503 if report["status"] == "down" else 200)
@@ -22,7 +22,9 @@ async def live() -> Response:
     return JSON({"status": "ok"})
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready", responses={503: {"description": 'Not ready: `{"status": "not ready"}`'}}
+)
 async def ready(checker: HealthDep) -> Response:
     report = await checker.report()
     ok = report["status"] != "down"

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.api.deps import RouterDep
+from app.api.openapi import errors
 from app.api.responses import JSON
 from app.providers.router import Route
 
@@ -29,7 +30,7 @@ async def list_models(models: RouterDep) -> Response:
     return JSON({"object": "list", "data": [_entry(route) for route in routes]})
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", responses=errors(404))
 async def get_model(model_id: str, models: RouterDep) -> Response:
     route = await models.lookup(model_id)
     if route is not None:

@@ -1,5 +1,13 @@
-"""The OpenAPI schema, with the chat route documented too: it is a plain Starlette route (for
-speed), which FastAPI would otherwise leave out."""
+"""The OpenAPI document: every route's request body and the errors it really answers with, each
+an OpenAI error body; and the chat route, a plain Starlette route (for speed) that FastAPI would
+otherwise leave out.
+
+Routes read and validate their own bodies (so that bad input is a 400 naming the field), hence
+`request_body()` for their documentation. FastAPI's 422 never happens (a bad parameter is a 400
+too, which routes with constrained parameters declare), so it is left out. 401 is added to every
+route that needs a key, 429 and 503 (rate limiting, which needs Redis) to every route that counts
+against a key's limits.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +15,109 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from app.api.schemas import ChatCompletionRequest
+from app.security.auth import HEALTH_PATHS
+from app.security.ratelimit import counted
 
 _REF = "#/components/schemas/{model}"
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error body, the answer to every request that fails."""
+
+    error: ErrorDetail
+
+
+_ERRORS = {
+    400: "Bad input: a body that is not JSON, a missing or invalid field or parameter (named in "
+    "`param`), or something the model cannot do",
+    401: "No API key, or not a valid one (only when the gateway has keys)",
+    404: "No such model, tool or session",
+    413: "The request body is larger than MAX_REQUEST_BYTES",
+    429: "Over the API key's rate limit, or the upstream's (`Retry-After` says when to retry)",
+    502: "The upstream, or the tool's service, failed",
+    503: "Unavailable: the provider (unreachable, refusing, circuit open), or Redis for state or "
+    "rate limiting",
+    504: "The upstream, or the tool, took too long",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses` for the errors it answers with besides 401, 429 and 503 of
+    authentication and rate limiting (added to every route they apply to)."""
+    return {str(status): _error(status) for status in statuses}
+
+
+def request_body(schema: type[BaseModel] | dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` documenting the JSON body a route reads itself (a model's nested models
+    are not added to the document's components)."""
+    if not isinstance(schema, dict):
+        schema = schema.model_json_schema(ref_template=_REF)
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def _error(status: int) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
+    return {"description": _ERRORS[status], "content": content}
 
 
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            request = ChatCompletionRequest.model_json_schema(ref_template=_REF)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(request.pop("$defs", {}))
-            components["ChatCompletionRequest"] = request
+            for model in (ErrorBody, ChatCompletionRequest):
+                definition = model.model_json_schema(ref_template=_REF)
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
             schema["paths"]["/v1/chat/completions"] = {"post": _chat_operation()}
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    _complete(path, operation)
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _complete(path: str, operation: dict[str, Any]) -> None:
+    """Without FastAPI's 422; with the errors of authentication, rate limiting and, for a
+    request with a body, its size (MAX_REQUEST_BYTES)."""
+    responses: dict[str, Any] = operation["responses"]
+    responses.pop("422", None)
+    if "requestBody" in operation:
+        responses.setdefault("413", _error(413))
+    if path not in HEALTH_PATHS:
+        responses.setdefault("401", _error(401))
+        if counted(path):
+            responses.setdefault("429", _error(429))
+            responses.setdefault("503", _error(503))
+    operation["responses"] = dict(sorted(responses.items()))
+
+
 def _chat_operation() -> dict[str, Any]:
-    error = {"description": "An OpenAI error body: {error: {message, type, param, code}}"}
     return {
         "summary": "Create a chat completion (OpenAI's wire format, streamed or not)",
         "operationId": "chat_completions",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
-                }
-            },
-        },
+        **request_body({"$ref": _REF.format(model="ChatCompletionRequest")}),
         "responses": {
             "200": {
                 "description": "A chat.completion, or with stream=true server-sent "
                 "chat.completion.chunk events ending in `data: [DONE]`",
                 "content": {"application/json": {}, "text/event-stream": {}},
             },
-            **{code: error for code in ("400", "401", "404", "429", "502", "503", "504")},
+            **errors(400, 404, 502, 504),
         },
     }

@@ -25,6 +25,7 @@ from app.api.deps import (
     ServicesDep,
     SessionsDep,
 )
+from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
 from app.api.wire import chat_json, chat_stream, sse
@@ -59,13 +60,6 @@ class StreamBody(BaseModel):
     sessionId: str | None = Field(None, pattern=_SESSION_ID)
     prompt: str = Field(min_length=1)
     model: str | None = None
-
-
-def _documented(body: type[BaseModel]) -> dict[str, Any]:
-    """The route's JSON body for the OpenAPI schema (the route reads the body itself, so that
-    bad input is a 400 naming the field)."""
-    content = {"application/json": {"schema": body.model_json_schema()}}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 UserQuery = Annotated[
@@ -148,7 +142,7 @@ def _streamed(request: Request, turn: Turn) -> StreamingResponse:
     )
 
 
-@router.post("/chat", openapi_extra=_documented(ChatBody))
+@router.post("/chat", responses=errors(400, 404, 502, 504), openapi_extra=request_body(ChatBody))
 async def chat(request: Request, conversations: ConversationsDep, actor: Actor) -> Response:
     """The seed's chat: `{user_id, session_id?, message, stream?, model?}`. The answer with the
     session id, the tools used, their sources, timings and usage; `stream: true` answers with
@@ -165,7 +159,11 @@ async def chat(request: Request, conversations: ConversationsDep, actor: Actor) 
     return JSON(result)
 
 
-@router.post("/v1/chat/stream", openapi_extra=_documented(StreamBody))
+@router.post(
+    "/v1/chat/stream",
+    responses=errors(400, 404, 502, 504),
+    openapi_extra=request_body(StreamBody),
+)
 async def chat_stream_route(
     request: Request, conversations: ConversationsDep, actor: Actor
 ) -> Response:
@@ -180,7 +178,7 @@ async def chat_stream_route(
     return _streamed(request, turn)
 
 
-@router.get("/v1/sessions")
+@router.get("/v1/sessions", responses=errors(400))
 async def list_sessions(store: SessionsDep, actor: Actor, limit: Limit = 100) -> Response:
     """The sessions of the user this request acts for, the most recently updated first."""
     user = actor.user()
@@ -190,25 +188,25 @@ async def list_sessions(store: SessionsDep, actor: Actor, limit: Limit = 100) ->
     return JSON({"object": "list", "data": [s.public() for s in sessions]})
 
 
-@router.get("/v1/sessions/{session_id}")
+@router.get("/v1/sessions/{session_id}", responses=errors(400, 404))
 async def get_session(session: Visible) -> Response:
     return JSON(session.public())
 
 
-@router.get("/v1/sessions/{session_id}/messages")
+@router.get("/v1/sessions/{session_id}/messages", responses=errors(400, 404))
 async def session_messages(session: Visible, store: SessionsDep, limit: Limit = 100) -> Response:
     """The last `limit` messages kept verbatim (older ones live on in the summary)."""
     messages = await store.messages(session.id, limit)
     return JSON({"object": "list", "session_id": session.id, "data": messages})
 
 
-@router.delete("/v1/sessions/{session_id}")
+@router.delete("/v1/sessions/{session_id}", responses=errors(400, 404))
 async def delete_session(session: Visible, store: SessionsDep) -> Response:
     await store.delete(session)
     return JSON({"id": session.id, "object": "session", "deleted": True})
 
 
-@router.get("/v1/metrics/{session_id}")
+@router.get("/v1/metrics/{session_id}", responses=errors(400, 404))
 async def session_metrics(session: Visible, store: SessionsDep) -> Response:
     turns = await store.metrics(session.id)
     return JSON({"session_id": session.id, **aggregate(turns)})

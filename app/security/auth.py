@@ -1,8 +1,10 @@
-"""Bearer-key authentication for every route but health, and the identity of each request."""
+"""Bearer-key authentication for every route but health and the API's documentation, and the
+identity of each request."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,7 +17,7 @@ from app.security.ratelimit import RateLimitMiddleware, send_error
 
 log = logging.getLogger(__name__)
 
-_OPEN_PATHS = frozenset(
+HEALTH_PATHS = frozenset(
     {
         "/health",
         "/health/live",
@@ -30,18 +32,28 @@ _CHALLENGE = [(b"www-authenticate", b"Bearer")]
 
 class BearerAuthMiddleware:
     """Answers 401 with an OpenAI error body unless `Authorization: Bearer <key>` carries a key
-    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on health)."""
+    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on the
+    `public` paths and those under `public_prefixes`)."""
 
-    def __init__(self, app: ASGIApp, store: KeyStore) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: KeyStore,
+        public: frozenset[str],
+        public_prefixes: tuple[str, ...],
+    ) -> None:
         self.app = app
         self._store = store
+        self._open = public
+        self._open_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if scope["path"] in _OPEN_PATHS:
+        path = scope["path"]
+        if path in self._open or path.startswith(self._open_prefixes):
             state["identity"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
@@ -52,15 +64,21 @@ class BearerAuthMiddleware:
                 break
         scheme, _, token = header.partition(b" ")
         token = token.strip()
-        identity = self._store.lookup(token) if scheme.lower() == b"bearer" and token else None
+        bearer = scheme.lower() == b"bearer" and bool(token)
+        identity = self._store.lookup(token) if bearer else None
         if identity is not None:
             state["identity"] = identity
             await self.app(scope, receive, send)
             return
-        error = AuthenticationFailed(
-            "Invalid API key." if header else "Missing API key: send 'Authorization: Bearer <key>'."
-        )
-        await send_error(send, error, _CHALLENGE)
+        await send_error(send, AuthenticationFailed(_refusal(header, bearer)), _CHALLENGE)
+
+
+def _refusal(header: bytes, bearer: bool) -> str:
+    if bearer:
+        return "Invalid API key."
+    if header:
+        return "Invalid Authorization header: send 'Authorization: Bearer <key>'."
+    return "Missing API key: send 'Authorization: Bearer <key>'."
 
 
 class AnonymousMiddleware:
@@ -75,19 +93,32 @@ class AnonymousMiddleware:
         await self.app(scope, receive, send)
 
 
-def install_auth(app: Starlette, settings: SecuritySettings) -> None:
-    """Bearer keys on every route but health when API_KEYS or API_KEYS_FILE is set, then the
-    keys' rate limits. A bad keys file raises `ConfigError`."""
+def install_auth(
+    app: Starlette,
+    settings: SecuritySettings,
+    keys_path: Path | None,
+    public: frozenset[str] = frozenset(),
+    public_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Bearer keys on every route but health and `public` (paths, and paths under
+    `public_prefixes`) when API_KEYS or a keys file (`keys_path`, see `keys.keys_file`) is
+    set, then the keys' rate limits. A bad keys file raises `ConfigError`."""
     if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
         log.warning("RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS, which is not set")
-    if not settings.api_keys and settings.api_keys_file is None:
+    if not settings.api_keys and keys_path is None:
+        log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
         app.add_middleware(AnonymousMiddleware)
         return
-    store = KeyStore.from_settings(settings)
+    if keys_path is not None and settings.api_keys_file is None:
+        log.info("API keys: %s (API_KEYS_FILE is unset; this is DATA_DIR's keys file)", keys_path)
+    store = KeyStore.from_settings(settings, keys_path)
     if not store:
-        log.warning(
-            "API_KEYS_FILE %s holds no key: every request is refused", settings.api_keys_file
-        )
+        log.warning("keys file %s holds no key: every request is refused", keys_path)
     if store.limited:
         app.add_middleware(RateLimitMiddleware)
-    app.add_middleware(BearerAuthMiddleware, store=store)
+    app.add_middleware(
+        BearerAuthMiddleware,
+        store=store,
+        public=HEALTH_PATHS | public,
+        public_prefixes=public_prefixes,
+    )

@@ -30,6 +30,8 @@ import yaml
 from app.config import ConfigError, SecuritySettings
 from app.security.identity import Identity
 
+DEFAULT_KEYS_FILE = "keys.yaml"
+"""The keys file's name in DATA_DIR, used when API_KEYS_FILE is unset."""
 _HASH = re.compile(r"sha256:([0-9a-f]{64})")
 _FIELDS = frozenset({"hash", "owner", "rpm", "tpm", "name", "created"})
 KEY_ID_LENGTH = 12
@@ -182,6 +184,15 @@ def write_key_file(path: Path, entries: list[KeyEntry]) -> None:
         raise
 
 
+def keys_file(settings: SecuritySettings, data_dir: Path) -> Path | None:
+    """The keys file the gateway reads: API_KEYS_FILE, else DATA_DIR/keys.yaml if it exists
+    (where `python -m app keys create` puts keys by default), else none."""
+    if settings.api_keys_file is not None:
+        return settings.api_keys_file
+    default = data_dir / DEFAULT_KEYS_FILE
+    return default if default.exists() else None
+
+
 class KeyStore:
     """Every accepted key's sha256 with the identity it grants."""
 
@@ -189,7 +200,8 @@ class KeyStore:
         self._entries = entries
 
     @classmethod
-    def from_settings(cls, settings: SecuritySettings) -> KeyStore:
+    def from_settings(cls, settings: SecuritySettings, path: Path | None) -> KeyStore:
+        """The keys of API_KEYS and of the keys file at `path` (see `keys_file`)."""
         entries: dict[bytes, Identity] = {}
         for key in settings.api_keys:
             key_digest = digest(key)
@@ -199,8 +211,7 @@ class KeyStore:
                 rpm=settings.rate_limit_rpm,
                 tpm=settings.rate_limit_tpm,
             )
-        if settings.api_keys_file is not None:
-            path = settings.api_keys_file
+        if path is not None:
             for number, entry in enumerate(read_key_file(path), 1):
                 if entry.digest in entries:
                     raise ConfigError(

@@ -81,6 +81,12 @@ def test_malformed_or_near_miss_credentials_are_401(url: str, authorization: str
     assert_401(call(url, *CHAT, authorization))
 
 
+@pytest.mark.parametrize("authorization", ["k1", "Basic azE6", "Token k1", "Bearerk1", "Bearer"])
+def test_a_header_not_of_the_bearer_form_is_told_the_form(url: str, authorization: str) -> None:
+    error = assert_401(call(url, *CHAT, authorization))
+    assert error["message"] == "Invalid Authorization header: send 'Authorization: Bearer <key>'."
+
+
 @ROUTES
 @PREFIXES
 @pytest.mark.parametrize("key", KEYS)

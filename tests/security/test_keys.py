@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import ConfigError
+from app.config import ConfigError, Settings
 from app.security.identity import Identity
-from app.security.keys import KeyEntry, KeyStore, read_key_file, write_key_file
+from app.security.keys import KeyEntry, KeyStore, keys_file, read_key_file, write_key_file
 from tests.conftest import gateway_settings
 
 
@@ -32,8 +32,13 @@ def write(path: Path, data: Any) -> Path:
     return path
 
 
+def sections_keys_file(settings: Settings) -> Path | None:
+    return keys_file(settings.security, settings.server.data_dir)
+
+
 def store(**settings: Any) -> KeyStore:
-    return KeyStore.from_settings(gateway_settings(**settings).security)
+    values = gateway_settings(**settings)
+    return KeyStore.from_settings(values.security, sections_keys_file(values))
 
 
 def test_api_keys_have_no_owner_and_the_rate_limit_settings() -> None:
@@ -43,6 +48,16 @@ def test_api_keys_have_no_owner_and_the_rate_limit_settings() -> None:
     assert keys.lookup(b"k3") is None
     assert keys.lookup(b"") is None
     assert keys.limited
+
+
+def test_the_keys_file_is_api_keys_file_else_data_dirs_keys_yaml(tmp_path: Path) -> None:
+    assert sections_keys_file(gateway_settings(data_dir=tmp_path)) is None
+    default = write(tmp_path / "keys.yaml", [entry("k", owner="alice")])
+    assert sections_keys_file(gateway_settings(data_dir=tmp_path)) == default
+    assert store(data_dir=tmp_path).lookup(b"k") == Identity(key_id=sha("k")[:12], owner="alice")
+    other = write(tmp_path / "other.json", [entry("o")])
+    assert sections_keys_file(gateway_settings(data_dir=tmp_path, api_keys_file=other)) == other
+    assert store(data_dir=tmp_path, api_keys_file=other).lookup(b"k") is None
 
 
 def test_api_keys_are_unlimited_without_rate_limit_settings() -> None:

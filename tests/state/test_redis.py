@@ -1,5 +1,6 @@
-"""The embedded Redis: a real server on a unix socket in DATA_DIR, persistent, stopped cleanly;
-and what health says when Redis goes away."""
+"""The embedded Redis: a real server on a unix socket in DATA_DIR, persistent, stopped cleanly,
+dying with its gateway and never run twice on one directory; and what health says when Redis
+goes away."""
 
 from __future__ import annotations
 
@@ -9,10 +10,34 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
+import redis
 
 from app.state.redis import EmbeddedRedis, connect, open_redis, redis_server_binary
 from tests.conftest import MakeGateway, gateway_settings, start_redis
+from tests.fakes.serve import free_port
+from tests.test_cli import child_env, serving, started
+
+GONE_WITHIN = 10.0
+
+
+def gone(pid: int, within: float = GONE_WITHIN) -> bool:
+    """Whether the process ends (or is a zombie nobody reaps yet) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def server_pid(socket: Path) -> int:
+    with redis.Redis(unix_socket_path=str(socket)) as client:
+        return int(client.info("server")["process_id"])
 
 
 def test_a_server_binary_is_found() -> None:
@@ -91,3 +116,77 @@ def test_health_is_degraded_while_redis_is_down(make_gateway: MakeGateway, tmp_p
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_embedded_redis_dies_with_a_gateway_killed_with_sigkill(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    with started(child_env(PORT=str(port), DATA_DIR=str(data)), log, port) as (gateway, _):
+        pid = server_pid(data / "redis" / "redis.sock")
+        try:
+            assert pid in [child.pid for child in psutil.Process(gateway.pid).children()]
+            assert (data / "redis" / "redis.pid").read_text().strip() == str(pid)
+            gateway.kill()
+            gateway.wait(10)
+            assert gone(pid), "the embedded redis-server outlived its gateway"
+        finally:
+            if not gone(pid, within=0):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_start_stops_a_redis_server_left_running_on_its_data_directory(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    directory = data / "redis"
+    directory.mkdir(parents=True)
+    leftover = start_redis(directory)  # as gateways started it: own session, no death signal
+    try:
+        with redis.Redis(unix_socket_path=str(directory / "redis.sock")) as client:
+            client.set("kept", "yes")
+        port = free_port()
+        log = tmp_path / "gateway.log"
+        with serving(child_env(PORT=str(port), DATA_DIR=str(data)), log, port):
+            assert leftover.wait(GONE_WITHIN) == 0  # stopped with SIGTERM, its data saved
+            assert f"pid {leftover.pid}" in log.read_text()
+            pid = server_pid(directory / "redis.sock")
+            assert pid != leftover.pid
+            with redis.Redis(unix_socket_path=str(directory / "redis.sock")) as client:
+                assert client.get("kept") == b"yes"
+        assert gone(pid)
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait(10)
+
+
+async def test_a_pid_file_naming_another_process_is_no_reason_to_stop_it(
+    tmp_path: Path, redis_url: str
+) -> None:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    other = server_pid(Path(redis_url.removeprefix("unix://")))  # a redis-server, not ours
+    (directory / "redis.pid").write_text(f"{other}\n")
+    client, embedded = await open_redis(gateway_settings(redis_url="").state, tmp_path)
+    assert embedded is not None
+    try:
+        assert await client.ping()
+        assert psutil.Process(other).is_running()
+        assert (directory / "redis.pid").read_text().strip() != str(other)
+    finally:
+        await client.aclose()
+        await embedded.stop()
+
+
+async def test_a_second_gateway_on_a_directory_in_use_is_refused(tmp_path: Path) -> None:
+    first = EmbeddedRedis(tmp_path)
+    await first.start()
+    try:
+        with pytest.raises(RuntimeError, match="REDIS_URL=unix://"):
+            await EmbeddedRedis(tmp_path).start()
+        with redis.Redis(unix_socket_path=str(first.socket)) as client:
+            assert client.ping()
+    finally:
+        await first.stop()
+    second = EmbeddedRedis(tmp_path)
+    await second.start()
+    await second.stop()
