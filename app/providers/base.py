@@ -45,10 +45,14 @@ class Provider(Protocol):
         upstream says, else guessed from the name (`looks_like_embedding`)."""
         ...
 
-    def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+    def stream_chat(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream one chat completion. Before the first chunk, failures raise retryable or not
         as `app.errors` says; the stream ends after the chunk that carries `finish_reason`, and
-        may add one usage chunk. Closing the iterator early cancels the upstream request."""
+        may add one usage chunk. Closing the iterator early cancels the upstream request.
+        `background`: a background task, which a provider that serves one generation at a
+        time puts behind users' turns."""
         ...
 
     async def embed(

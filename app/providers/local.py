@@ -144,7 +144,9 @@ class LocalProvider:
                 self._loaded[0].close()
                 self._loaded = None
 
-    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+    async def stream_chat(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
         spec = await self._spec()
         if model != spec.name:
             raise ModelNotFound(f"local: no model '{model}'; the embedded model is '{spec.name}'")

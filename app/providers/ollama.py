@@ -90,7 +90,9 @@ class OllamaProvider:
             raise UpstreamError(self.name, "embedding answer does not match the input")
         return Embeddings(vectors=vectors, prompt_tokens=int(data.get("prompt_eval_count") or 0))
 
-    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+    async def stream_chat(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
         payload = wire.chat_request(
             model,
             body,

@@ -50,7 +50,9 @@ class OpenAICompatProvider:
         payload["stream_options"] = {"include_usage": True}
         return orjson.dumps(payload)
 
-    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+    async def stream_chat(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
         async with translate_errors(self.name):
             resp = await self._session.post(
                 f"{self._base}/chat/completions",

@@ -171,12 +171,12 @@ class Router:
         retried, then each fallback. The fallbacks are looked up only when needed."""
         _check(primary, needs)
         errors: list[GatewayError] = []
-        opened = await self._attempt(primary, body, errors, needs.whole)
+        opened = await self._attempt(primary, body, errors, needs)
         if opened is not None:
             return opened
         for route in await self._fallbacks(primary, needs):
             try:
-                opened = await self._attempt(route, body, errors, needs.whole)
+                opened = await self._attempt(route, body, errors, needs)
             except GatewayError as exc:
                 errors.append(exc)
                 continue
@@ -221,11 +221,11 @@ class Router:
         return "".join(parts).strip()
 
     async def _attempt(
-        self, route: Route, body: dict[str, Any], errors: list[GatewayError], whole: bool
+        self, route: Route, body: dict[str, Any], errors: list[GatewayError], needs: Needs
     ) -> OpenStream | None:
-        """Try one route up to `RETRY_ATTEMPTS` times; with `whole`, an attempt succeeds only
-        once the whole answer has come. Retryable failures are appended to `errors` and give
-        None; a failure a retry cannot mend is raised."""
+        """Try one route up to `RETRY_ATTEMPTS` times; for a `whole` answer, an attempt
+        succeeds only once the whole answer has come. Retryable failures are appended to
+        `errors` and give None; a failure a retry cannot mend is raised."""
         provider, model = route.provider.name, route.model
         for attempt in range(self._settings.retry_attempts):
             blocked = self.breakers.blocked(provider, model)
@@ -239,11 +239,13 @@ class Router:
                     )
                 )
                 return None
-            stream = route.provider.stream_chat(route.model, _fitted(route, body))
+            stream = route.provider.stream_chat(
+                route.model, _fitted(route, body), background=needs.background
+            )
             rest: AsyncGenerator[Chunk, None] = stream
             try:
                 first = await anext(stream)
-                if whole:
+                if needs.whole:
                     rest = _replay([chunk async for chunk in stream])
             except StopAsyncIteration:
                 error: GatewayError = UpstreamError(route.provider.name, "empty answer")

@@ -55,11 +55,12 @@ def test_llama_cpp_logs_only_through_the_gateways_logging(
 
 ANSWER_ONCE = """
 import asyncio
-from app.config import Settings
+from app.config import load_settings
 from app.providers.local import LocalProvider
 
 async def main():
-    local = LocalProvider(Settings(_env_file=None, local_enabled=True, local_n_ctx=512))
+    settings = load_settings(_env_file=None, local_enabled=True, local_n_ctx=512)
+    local = LocalProvider(settings.providers)
     body = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2}
     async for _ in local.stream_chat("gemma-3-270m", body):
         pass

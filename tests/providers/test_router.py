@@ -44,7 +44,9 @@ class Scripted:
     def embedding_only(self, model: str) -> bool:
         return model.startswith("embed")
 
-    async def stream_chat(self, model: str, body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+    async def stream_chat(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
         self.calls.append(model)
         outcomes = self.script[model]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
@@ -154,7 +156,7 @@ async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
 
     class Recording(Scripted):
         async def stream_chat(
-            self, model: str, body: dict[str, Any]
+            self, model: str, body: dict[str, Any], *, background: bool = False
         ) -> AsyncGenerator[Chunk, None]:
             seen.append(body)
             async for chunk in super().stream_chat(model, body):
