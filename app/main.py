@@ -24,6 +24,7 @@ from app.memory.cache import Caches
 from app.ops.health import HealthChecker
 from app.ops.logging import install_log_context
 from app.ops.redis import open_redis
+from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers
 from app.providers.router import Router
 from app.security.auth import install_auth
@@ -47,7 +48,8 @@ def create_app(
             connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, keepalive_timeout=60),
             trust_env=False,
         )
-        providers, skipped = build_providers(settings, session)
+        brief = PersonaText(persona.name, persona.instructions())
+        providers, skipped = build_providers(settings, session, brief)
         router = Router(providers, settings)
         redis, embedded_redis = await open_redis(settings)
         log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")

