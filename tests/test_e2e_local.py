@@ -81,6 +81,10 @@ def test_hello_gets_a_short_answer_that_stops_by_itself(local_gateway: str) -> N
 def test_out_of_the_box_default_is_the_local_model(local_gateway: str) -> None:
     models = httpx.get(f"{local_gateway}/v1/models").json()["data"]
     assert [m["id"] for m in models] == ["local/gemma-3-270m"]
+    assert models[0]["owned_by"] == "local"
+    assert "tiny base model" in models[0]["description"]
+    one = httpx.get(f"{local_gateway}/v1/models/local/gemma-3-270m").json()
+    assert one["description"] == models[0]["description"]
     resp = httpx.post(
         f"{local_gateway}/v1/chat/completions",
         json={"messages": USER, "max_tokens": 4},

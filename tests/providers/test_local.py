@@ -26,6 +26,7 @@ from app.errors import (
 from app.providers.base import Chunk
 from app.providers.base_prompt import BASE_FORMAT, DEFAULT_MAX_TOKENS, STOPS, PersonaText, render
 from app.providers.local import (
+    PACKAGED_DESCRIPTION,
     PACKAGED_NAME,
     LocalModelUnavailable,
     LocalProvider,
@@ -352,7 +353,16 @@ async def test_resolve_packaged_model() -> None:
 
     assert (model.name, model.chat_format) == (MODEL, BASE_FORMAT)
     assert model.path.endswith(".gguf")  # loading it is what the other tests do
+    assert model.description == PACKAGED_DESCRIPTION
+    assert "tiny base model" in PACKAGED_DESCRIPTION
     assert resolve_model(settings(local_chat_format="gemma")).chat_format == "gemma"
+
+
+async def test_describe_names_what_the_model_is_for(provider: LocalProvider) -> None:
+    await provider.list_models()
+
+    assert provider.describe(MODEL) == PACKAGED_DESCRIPTION
+    assert provider.describe("other") == ""
 
 
 async def test_resolve_custom_path_uses_its_stem_and_own_template() -> None:
@@ -392,5 +402,6 @@ async def test_gguf_without_template_is_prompted_as_a_base_model() -> None:
         chunks = [chunk async for chunk in custom.stream_chat(name, body)]
         assert finish_reason(chunks) == "stop"
         assert 0 < usage(chunks)["completion_tokens"] < DEFAULT_MAX_TOKENS
+        assert custom.describe(name).endswith("run in-process by llama.cpp")
     finally:
         await custom.aclose()
