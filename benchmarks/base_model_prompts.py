@@ -4,12 +4,14 @@ Starts `python -m app serve` from `--app-dir` (default: this checkout) on a free
 embedded model only (no Ollama, no OpenAI), the repository's persona, the default tools and an
 embedded Redis in a scratch directory. Each prompt is sent as a newcomer sends it: a plain
 non-stream request with no max_tokens and no temperature (only a fixed `seed`, so that a rerun
-samples the same tokens). Per prompt it records the reply's length, the seconds it took, the
+samples the same tokens; `--seeds 0-9` repeats the set with ten seeds, `--temperature` sends
+one). Per prompt it records the reply's length, the seconds it took, the
 finish_reason (`stop`: the model stopped by itself; `length`: cut at max_tokens), whether the
 persona's instructions came back in the reply, whether the reply holds the expected word (a
 crude on-topic check), and the reply itself.
 
-Run: python benchmarks/base_model_prompts.py [--app-dir DIR] [--seed 7] [--output FILE]
+Run: python benchmarks/base_model_prompts.py [--app-dir DIR] [--seeds 7] [--temperature T]
+                                            [--output FILE]
      python benchmarks/base_model_prompts.py --table FILE   # the table of a saved run again
 
 The "before" figures in docs/PERFORMANCE.md come from the framing of commit 6f6640f:
@@ -108,6 +110,7 @@ class Result:
     persona_echoed: bool
     on_topic: bool | None
     reply: str
+    seed: int | None = None
 
 
 def free_port() -> int:
@@ -159,8 +162,10 @@ def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], timeout: flo
     raise RuntimeError(f"the gateway was not ready within {timeout:.0f}s")
 
 
-def ask(client: httpx.Client, prompt: Prompt, seed: int) -> Result:
-    body = {"model": MODEL, "messages": prompt.messages, "seed": seed}
+def ask(client: httpx.Client, prompt: Prompt, seed: int, temperature: float | None) -> Result:
+    body: dict[str, Any] = {"model": MODEL, "messages": prompt.messages, "seed": seed}
+    if temperature is not None:
+        body["temperature"] = temperature
     started = time.perf_counter()
     resp = client.post("/v1/chat/completions", json=body)
     seconds = time.perf_counter() - started
@@ -179,6 +184,7 @@ def ask(client: httpx.Client, prompt: Prompt, seed: int) -> Result:
         persona_echoed=any(phrase in lowered for phrase in PERSONA_PHRASES),
         on_topic=on_topic(prompt, reply),
         reply=reply,
+        seed=seed,
     )
 
 
@@ -195,7 +201,23 @@ def cell(text: str, limit: int = 90) -> str:
     return flat.replace("|", "\\|") or "(empty)"
 
 
-def table(results: list[Result]) -> str:
+def summary(results: list[Result]) -> str:
+    checked = [r for r in results if r.on_topic is not None]
+    return (
+        f"Median: {statistics.median(r.seconds for r in results):.2f} s, "
+        f"{statistics.median(r.completion_tokens for r in results):g} tokens, "
+        f"{statistics.median(r.chars for r in results):g} chars. "
+        f"Stopped by itself (`stop`): {sum(r.finish_reason == 'stop' for r in results)}/"
+        f"{len(results)}. Persona echoed: {sum(r.persona_echoed for r in results)}/"
+        f"{len(results)}. Expected word present: {sum(bool(r.on_topic) for r in checked)}/"
+        f"{len(checked)}. Total: {sum(r.seconds for r in results):.1f} s."
+    )
+
+
+def table(everything: list[Result]) -> str:
+    """The first seed's answers one by one, and the summary of each seed and of all."""
+    seeds = list(dict.fromkeys(r.seed for r in everything))
+    results = [r for r in everything if r.seed == seeds[0]]
     mark = {True: "yes", False: "no", None: "-"}
     lines = [
         "| # | prompt | tool | tokens | chars | s | finish | persona echoed | expected word "
@@ -208,24 +230,26 @@ def table(results: list[Result]) -> str:
             f"| {r.seconds:.2f} | {r.finish_reason} | {mark[r.persona_echoed]} "
             f"| {mark[r.on_topic]} | {cell(r.reply)} |"
         )
-    checked = [r for r in results if r.on_topic is not None]
-    lines += [
-        "",
-        f"Median: {statistics.median(r.seconds for r in results):.2f} s, "
-        f"{statistics.median(r.completion_tokens for r in results):g} tokens, "
-        f"{statistics.median(r.chars for r in results):g} chars. "
-        f"Stopped by itself (`stop`): {sum(r.finish_reason == 'stop' for r in results)}/"
-        f"{len(results)}. Persona echoed: {sum(r.persona_echoed for r in results)}/"
-        f"{len(results)}. Expected word present: {sum(bool(r.on_topic) for r in checked)}/"
-        f"{len(checked)}. Total: {sum(r.seconds for r in results):.1f} s.",
-    ]
+    lines += ["", f"Seed {seeds[0]}. {summary(results)}"]
+    if len(seeds) > 1:
+        for seed in seeds[1:]:
+            lines.append(f"Seed {seed}. {summary([r for r in everything if r.seed == seed])}")
+        lines.append(f"All {len(seeds)} seeds. {summary(everything)}")
     return "\n".join(lines)
+
+
+def seeds(text: str) -> list[int]:
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(part) for part in text.split(",")]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="checkout whose app/ runs")
-    parser.add_argument("--seed", type=int, default=7, help="seed sent with every request")
+    parser.add_argument("--seeds", default="7", help="seeds to run the set with: 7, 1,2,3 or 0-9")
+    parser.add_argument("--temperature", type=float, help="sent with every request (default: none)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/base_model.json")
     parser.add_argument("--table", type=Path, help="only print the table of a saved --output")
     args = parser.parse_args()
@@ -250,9 +274,11 @@ def main() -> int:
                 warm = {"model": MODEL, "messages": user("Hi"), "max_tokens": 1}
                 client.post("/v1/chat/completions", json=warm).raise_for_status()  # loads it
                 results = []
-                for prompt in PROMPTS:
-                    results.append(ask(client, prompt, args.seed))
-                    print(f"{prompt.label}: {results[-1].seconds:.2f}s", file=sys.stderr)
+                for seed in seeds(args.seeds):
+                    for prompt in PROMPTS:
+                        results.append(ask(client, prompt, seed, args.temperature))
+                        done = results[-1]
+                        print(f"{seed} {prompt.label}: {done.seconds:.2f}s", file=sys.stderr)
         except BaseException:
             print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
             raise
