@@ -19,6 +19,7 @@ from app.chat.stateful import Conversations
 from app.chat.summary import Background, Folder
 from app.config import Settings
 from app.ops.health import HealthChecker
+from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.state.cache import Caches
@@ -60,7 +61,8 @@ async def open_services(
             trust_env=False,
         )
         stack.push_async_callback(session.close)
-        providers, skipped = build_providers(settings.providers, session)
+        brief = PersonaText(persona.name, persona.instructions())
+        providers, skipped = build_providers(settings.providers, session, brief)
         for provider in providers:
             stack.push_async_callback(provider.aclose)
         router = Router(providers, settings.providers, skipped)

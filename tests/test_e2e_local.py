@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from app.providers.base_prompt import DEFAULT_MAX_TOKENS
 from tests.conftest import MakeGateway
 
 pytestmark = pytest.mark.slow
@@ -18,6 +21,8 @@ pytestmark = pytest.mark.slow
 USER: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Write one sentence about the sea."}
 ]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello!"}]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +56,39 @@ def test_real_tokens_stream_with_real_usage(local_gateway: str) -> None:
     assert finish in (["length"], ["stop"])
     usage = chunks[-1].usage
     assert usage is not None
-    assert usage.prompt_tokens > 20  # the persona's system prompt is in the prompt
+    assert usage.prompt_tokens > 20  # the dialogue frame around the question
     assert 1 <= usage.completion_tokens <= 12
     if finish == ["length"]:
         assert usage.completion_tokens == 12
 
 
+def test_hello_gets_a_short_answer_that_stops_by_itself(local_gateway: str) -> None:
+    """What a newcomer's first request gets: no max_tokens, no temperature, the persona on."""
+    persona = json.loads((ROOT / "persona.json").read_text())
+    phrases = [persona["system_prompt"][:40], *(rule[:30] for rule in persona["style"])]
+    for seed in (1, 2):
+        resp = httpx.post(
+            f"{local_gateway}/v1/chat/completions",
+            json={"model": "local/gemma-3-270m", "messages": HELLO, "seed": seed},
+            timeout=60,
+        )
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        answer = body["choices"][0]["message"]["content"]
+        assert answer.strip(), body
+        assert answer == answer.strip()
+        assert body["choices"][0]["finish_reason"] == "stop", answer
+        assert body["usage"]["completion_tokens"] < DEFAULT_MAX_TOKENS
+        assert not [phrase for phrase in phrases if phrase.lower() in answer.lower()], answer
+
+
 def test_out_of_the_box_default_is_the_local_model(local_gateway: str) -> None:
     models = httpx.get(f"{local_gateway}/v1/models").json()["data"]
     assert [m["id"] for m in models] == ["local/gemma-3-270m"]
+    assert models[0]["owned_by"] == "local"
+    assert "tiny base model" in models[0]["description"]
+    one = httpx.get(f"{local_gateway}/v1/models/local/gemma-3-270m").json()
+    assert one["description"] == models[0]["description"]
     resp = httpx.post(
         f"{local_gateway}/v1/chat/completions",
         json={"messages": USER, "max_tokens": 4},

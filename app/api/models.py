@@ -5,6 +5,7 @@ left out of it, though it can be retrieved by id and used on /v1/embeddings."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,7 +22,12 @@ _STARTED = int(time.time())
 
 
 def _entry(route: Route) -> dict[str, Any]:
-    return {"id": route.id, "object": "model", "created": _STARTED, "owned_by": route.provider.name}
+    provider = route.provider
+    entry = {"id": route.id, "object": "model", "created": _STARTED, "owned_by": provider.name}
+    describe: Callable[[str], str] | None = getattr(provider, "describe", None)
+    if describe is not None and (description := describe(route.model)):
+        entry["description"] = description  # the embedded model says what it is good for
+    return entry
 
 
 @router.get("/models")

