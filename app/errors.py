@@ -11,7 +11,8 @@
     │   └── UpstreamRateLimited     429, raised by a provider; retryable
     ├── UpstreamError               502 upstream_error, a provider failed; retryable
     │   ├── ProviderUnavailable     503 provider_unavailable (refused, unreachable, circuit open)
-    │   │   └── ProviderUnreachable 503, nothing answers at the provider's address
+    │   │   ├── ProviderUnreachable 503, nothing answers at the provider's address
+    │   │   └── Shed                503 task_shed, a background task gave way to a user; final
     │   └── UpstreamTimeout         504 upstream_timeout
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
@@ -140,6 +141,14 @@ class ProviderUnavailable(UpstreamError):
 class ProviderUnreachable(ProviderUnavailable):
     """No connection to the provider at all (refused, no route, unknown host): a failure of the
     provider itself, whatever model was asked for."""
+
+
+class Shed(ProviderUnavailable):
+    """A background task stopped for a user's turn on a model that serves one at a time; not a
+    failure of the provider, and not worth a retry."""
+
+    code = "task_shed"
+    retryable = False
 
 
 class UpstreamTimeout(UpstreamError):

@@ -26,12 +26,14 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    Shed,
     UpstreamError,
     UpstreamTimeout,
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.base_prompt import BASE_FORMAT, PersonaText
 from app.providers.local_worker import Done, generate, parse
+from app.providers.turns import Ticket, Turns
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -113,7 +115,7 @@ class LocalProvider:
         self._model = model
         self._persona = persona or PersonaText()
         self._resolve_lock = asyncio.Lock()
-        self._lock = asyncio.Lock()  # one generation at a time; FIFO
+        self._turns = Turns()
         self._loading: asyncio.Future[Loaded] | None = None
         self._loaded: Loaded | None = None
         self._active: threading.Event | None = None
@@ -145,10 +147,14 @@ class LocalProvider:
         self._closed = True
         if self._active is not None:
             self._active.set()
-        async with self._lock:
+        ticket = Ticket(background=False)
+        await self._turns.acquire(ticket)
+        try:
             if self._loaded is not None:
                 self._loaded[0].close()
                 self._loaded = None
+        finally:
+            self._turns.release()
 
     async def stream_chat(
         self, model: str, body: dict[str, Any], *, background: bool = False
@@ -159,13 +165,14 @@ class LocalProvider:
         request = parse(spec.name, spec.chat_format, body, self._settings.local_max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Done | BaseException] = asyncio.Queue()
-        stopped = threading.Event()
+        ticket = Ticket(background)
+        stopped = ticket.stop
 
         def emit(event: str | Done | BaseException) -> None:
             with suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        await self._lock.acquire()
+        await self._turns.acquire(ticket)
         try:
             if self._closed:
                 raise ProviderUnavailable("local", "the provider is shutting down")
@@ -175,10 +182,10 @@ class LocalProvider:
                 None, generate, llm, formatter, request, persona, emit, stopped
             )
         except BaseException:
-            self._lock.release()
+            self._turns.release()
             raise
-        # The lock frees when the worker thread ends, however the consumer leaves.
-        job.add_done_callback(lambda _: self._lock.release())
+        # The model is free when the worker thread ends, however the consumer leaves.
+        job.add_done_callback(lambda _: self._turns.release())
         self._active = stopped
         timeout = self._settings.request_timeout
         try:
@@ -189,6 +196,8 @@ class LocalProvider:
                 except TimeoutError:
                     raise UpstreamTimeout("local", f"no token within {timeout:g}s") from None
                 if isinstance(event, GatewayError):
+                    if ticket.shed:
+                        raise Shed("local", "a user's turn came first: background task stopped")
                     raise event
                 if isinstance(event, BaseException):
                     raise UpstreamError("local", f"llama.cpp failed: {event}") from event

@@ -10,33 +10,43 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One generation's place: `stop` ends it; `shed` says a user's turn took its place."""
+
+    background: bool
+    stop: threading.Event = field(default_factory=threading.Event)
+    shed: bool = False
 
 
 @dataclass(slots=True)
 class _Waiter:
-    background: bool
+    ticket: Ticket
     granted: asyncio.Future[None]
 
 
 class Turns:
     def __init__(self) -> None:
-        self._busy = False
+        self._running: Ticket | None = None
         self._waiting: list[_Waiter] = []
-        self._running_task: threading.Event | None = None
 
     @property
     def idle(self) -> bool:
-        return not self._busy and not self._waiting
+        return self._running is None and not self._waiting
 
-    async def acquire(self, *, background: bool, shed: threading.Event) -> None:
-        """Wait for the model; `shed` is set if this background task must give way later."""
-        if not background and self._running_task is not None:
-            self._running_task.set()
+    async def acquire(self, ticket: Ticket) -> None:
+        """Wait for the model; a background ticket may be shed later, while it generates."""
+        running = self._running
+        if not ticket.background and running is not None and running.background:
+            running.shed = True
+            running.stop.set()
         if self.idle:
-            self._grant(background, shed)
+            self._running = ticket
             return
-        waiter = _Waiter(background, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(ticket, asyncio.get_running_loop().create_future())
         self._waiting.append(waiter)
         try:
             await waiter.granted
@@ -46,20 +56,14 @@ class Turns:
             elif waiter.granted.done() and not waiter.granted.cancelled():
                 self.release()  # granted as it was cancelled: hand the model on
             raise
-        self._running_task = shed if background else None
 
     def release(self) -> None:
         """The generation is over: the first waiting user's turn goes next, else the first
         waiting task."""
-        self._busy = False
-        self._running_task = None
+        self._running = None
         if not self._waiting:
             return
-        waiter = next((w for w in self._waiting if not w.background), self._waiting[0])
+        waiter = next((w for w in self._waiting if not w.ticket.background), self._waiting[0])
         self._waiting.remove(waiter)
-        self._busy = True
+        self._running = waiter.ticket
         waiter.granted.set_result(None)
-
-    def _grant(self, background: bool, shed: threading.Event) -> None:
-        self._busy = True
-        self._running_task = shed if background else None

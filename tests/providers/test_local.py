@@ -20,6 +20,7 @@ from app.errors import (
     InvalidRequest,
     ModelNotFound,
     ProviderUnavailable,
+    Shed,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -248,12 +249,12 @@ async def test_closing_the_stream_stops_generation(chat_provider: LocalProvider)
     stream = chat_provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400})
     for _ in range(3):
         await anext(stream)
-    assert chat_provider._lock.locked()
+    assert not chat_provider._turns.idle
 
     closed_at = time.monotonic()
     await stream.aclose()
     # 400 tokens take ~10 s; the worker notices the close within a token or two.
-    await wait_until(lambda: not chat_provider._lock.locked(), within=2.0)
+    await wait_until(lambda: chat_provider._turns.idle, within=2.0)
     assert time.monotonic() - closed_at < 2.0
 
     chunks = await collect(chat_provider, max_tokens=3)
@@ -273,7 +274,7 @@ async def test_cancelled_consumer_stops_generation(chat_provider: LocalProvider)
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    await wait_until(lambda: not chat_provider._lock.locked(), within=2.0)
+    await wait_until(lambda: chat_provider._turns.idle, within=2.0)
     assert finish_reason(await collect(chat_provider, max_tokens=2)) in ("length", "stop")
 
 
@@ -343,7 +344,7 @@ async def test_slow_tokens_time_out() -> None:
     try:
         with pytest.raises(UpstreamTimeout):
             await collect(slow, messages=[{"role": "user", "content": "dragon " * 300}])
-        await wait_until(lambda: not slow._lock.locked(), within=2.0)
+        await wait_until(lambda: slow._turns.idle, within=2.0)
     finally:
         await slow.aclose()
 
@@ -405,3 +406,17 @@ async def test_gguf_without_template_is_prompted_as_a_base_model() -> None:
         assert custom.describe(name).endswith("run in-process by llama.cpp")
     finally:
         await custom.aclose()
+
+
+async def test_a_user_s_turn_stops_a_background_task(chat_provider: LocalProvider) -> None:
+    """OpenWebUI's title or follow-ups must not hold up the user's next message."""
+    task = chat_provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400}, background=True)
+    await anext(task)
+    started = time.monotonic()
+    answer = await collect(chat_provider, max_tokens=2)
+    assert finish_reason(answer) in ("length", "stop")
+    assert time.monotonic() - started < 10, "400 tokens of the task would take ~10 s"
+    with pytest.raises(Shed):
+        async for _ in task:
+            pass
+    await task.aclose()
