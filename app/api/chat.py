@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.responses import JSON
+from app.api.responses import JSON, EventStream
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.chat.service import ChatService
 from app.chat.sse import encode
@@ -43,7 +43,7 @@ async def chat_completions(request: Request) -> Response:
     if stream:
         headers = _SSE_HEADERS if status is None else {**_SSE_HEADERS, "X-Cache": status}
         events = _metered(request, turn) if metered else encode(turn)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        return EventStream(events, headers=headers)
     completion = await _collect_unless_gone(request, turn)
     return JSON(
         completion,
