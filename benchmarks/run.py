@@ -230,8 +230,20 @@ async def ttfc_driver(url: str, n: int, warmup: int = 20) -> Result:
     }
 
 
-def run_ttfc(url: str, n: int) -> Result:
+RT_PRIORITY = "50"
+
+
+def set_fifo(pids: list[int], on: bool) -> None:
+    """SCHED_FIFO (or back to SCHED_OTHER) for every thread of `pids`."""
+    for pid in pids:
+        policy = ["-f", "-p", RT_PRIORITY] if on else ["-o", "-p", "0"]
+        subprocess.run(["chrt", "-a", *policy, str(pid)], check=True, capture_output=True)
+
+
+def run_ttfc(url: str, n: int, fifo: bool = False) -> Result:
     cmd = ["taskset", "-c", LOAD_CORE, sys.executable, __file__, "--ttfc-driver", url]
+    if fifo:
+        cmd = ["chrt", "-f", RT_PRIORITY, *cmd]
     proc = subprocess.run(
         [*cmd, "--ttfc-requests", str(n)],
         capture_output=True,
@@ -331,7 +343,14 @@ def bench_target(
             if not child.alive():
                 raise RuntimeError(f"{name} died during the run")
         if name in args.ttfc_targets and args.ttfc_requests > 0:
-            result["ttfc"] = run_ttfc(url, args.ttfc_requests)
+            pids = [child.proc.pid, upstream.proc.pid]
+            if args.rt_stream:  # the target and the upstream preempt other work while measured
+                set_fifo(pids, on=True)
+            try:
+                result["ttfc"] = run_ttfc(url, args.ttfc_requests, fifo=args.rt_stream)
+            finally:
+                if args.rt_stream:
+                    set_fifo([pid for pid in pids if Path(f"/proc/{pid}").exists()], on=False)
             print(f"  {name} TTFC: {result['ttfc']}", flush=True)
         result["status"] = "ok"
     except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
@@ -440,6 +459,12 @@ def main() -> int:
         "run from DIR (e.g. a `git worktree` of the commit before a change)",
     )
     parser.add_argument(
+        "--rt-stream",
+        action="store_true",
+        help="run the stream phase with the target, the upstream and the driver under "
+        "SCHED_FIFO (root): on a shared machine, other work then stays out of TTFC and TTFT",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -465,7 +490,8 @@ def main() -> int:
     args.ttfc_targets = {t.strip() for t in args.ttfc_targets.split(",")}
     if unknown := set(args.targets) - set(TARGETS):
         parser.error(f"unknown targets: {sorted(unknown)}")
-    if missing := [tool for tool in ("wrk", "taskset") if not shutil.which(tool)]:
+    tools = ("wrk", "taskset", "chrt") if args.rt_stream else ("wrk", "taskset")
+    if missing := [tool for tool in tools if not shutil.which(tool)]:
         parser.error(f"missing tools: {missing} (apt-get install -y wrk util-linux)")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -479,6 +505,7 @@ def main() -> int:
             "ttfc_requests": args.ttfc_requests,
             "chunks": args.chunks,
             "rounds": args.rounds,
+            "rt_stream": args.rt_stream,
             "baseline": str(args.baseline) if args.baseline else None,
             "python": platform.python_version(),
             "wrk": (wrk_version.stdout or wrk_version.stderr).split("\n", 1)[0],
