@@ -21,9 +21,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from app.api.responses import JSON
+from app.api.responses import JSON, EventStream
 from app.api.schemas import parse_json, validate
 from app.chat.stateful import Ask, Event, StatefulChat
 from app.chat.summary import Background, Folder
@@ -160,7 +160,7 @@ async def _sse(request: Request, ask: Ask) -> Response:
             yield _frame(item)
         await charge(request, turn.usage["total_tokens"])
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return EventStream(frames(), headers=_SSE_HEADERS)
 
 
 @router.post("/chat", openapi_extra=_documented(ChatBody))
