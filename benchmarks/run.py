@@ -338,6 +338,8 @@ def bench_target(
             wall = time.monotonic() - t0
             point["target_cpu_pct"] = round((child.cpu_seconds() - cpu0) / wall * 100, 1)
             point["upstream_cpu_pct"] = round((upstream.cpu_seconds() - up0) / wall * 100, 1)
+            if point["rps"]:  # CPU per request: what a share of a busy core cannot hide
+                point["target_cpu_us"] = round(point["target_cpu_pct"] * 1e4 / point["rps"], 1)
             result["points"].append(point)
             print(f"  {name} c={conc}: {point['rps']} req/s, p99 {point['p99_ms']} ms", flush=True)
             if not child.alive():
@@ -384,6 +386,7 @@ def median_of(results: list[Result]) -> Result:
         merged: Result = {"concurrency": conc}
         for key in ("rps", "p50_ms", "p99_ms", "target_cpu_pct", "upstream_cpu_pct"):
             merged[key] = med([q[key] for q in same])
+        merged["target_cpu_us"] = med([q.get("target_cpu_us") for q in same])
         for key in ("non_2xx", "socket_errors"):
             merged[key] = sum(q[key] for q in same)
         points.append(merged)
@@ -401,8 +404,9 @@ def median_of(results: list[Result]) -> Result:
 
 def table(results: Result) -> str:
     out = [
-        "| target | conc | req/s | p50 ms | p99 ms | errors | target CPU % | upstream CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | conc | req/s | p50 ms | p99 ms | errors | target CPU % | target CPU µs/req "
+        "| upstream CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ttfc = [
         "| target | stream reqs | TTFC p50 ms | TTFC p99 ms | TTFT p50 ms | TTFT p90 ms "
@@ -412,15 +416,16 @@ def table(results: Result) -> str:
     direct = (results["targets"].get("direct") or {}).get("ttfc") or {}
     for name, res in results["targets"].items():
         if res["status"] == "failed":
-            out.append(f"| {name} | FAILED: {res.get('error', '?')[:150]} |||||||")
+            out.append(f"| {name} | FAILED: {res.get('error', '?')[:150]} ||||||||")
         elif res["status"] != "ok":
-            out.append(f"| {name} | {res['status'].upper()} |||||||")
+            out.append(f"| {name} | {res['status'].upper()} ||||||||")
         for p in res["points"]:
             errors = p["non_2xx"] + p["socket_errors"]
             up = "-" if name == "direct" else fmt(p["upstream_cpu_pct"], ".0f")
             out.append(
                 f"| {name} | {p['concurrency']} | {fmt(p['rps'], '.0f')} | {fmt(p['p50_ms'])} "
-                f"| {fmt(p['p99_ms'])} | {errors} | {fmt(p['target_cpu_pct'], '.0f')} | {up} |"
+                f"| {fmt(p['p99_ms'])} | {errors} | {fmt(p['target_cpu_pct'], '.0f')} "
+                f"| {fmt(p.get('target_cpu_us'), '.0f')} | {up} |"
             )
         if t := res.get("ttfc"):
             over = t["ttft_p50_ms"] - direct["ttft_p50_ms"] if direct else None
@@ -528,7 +533,8 @@ def main() -> int:
             for rnd in range(args.rounds):
                 this_round: dict[str, Result] = {}
                 results["rounds"].append(this_round)
-                for name in args.targets:
+                order = args.targets if rnd % 2 == 0 else args.targets[::-1]  # fair to each slot
+                for name in order:
                     print(f"== {name} (round {rnd + 1}/{args.rounds})", flush=True)
                     res: Result = {}
                     this_round[name] = res
