@@ -4,14 +4,15 @@ A raw asyncio Protocol on uvloop with httptools parsing, HTTP/1.1 keep-alive and
 pre-serialised, so it costs a few microseconds per request and is never the bottleneck.
 
     POST /v1/chat/completions   a fixed chat.completion, or with "stream": true a handful of SSE
-                                chunks (role, 3 contents, finish, usage if
-                                stream_options.include_usage) then `data: [DONE]`
+                                chunks (role, 3 contents or --chunks N, finish, usage if
+                                stream_options.include_usage) then `data: [DONE]`, all in one
+                                write
                                 When the request offers tools and its first user message says
                                 `steps=N`, the stream is a `calculator` tool call until N tool
                                 results are in the messages (for benchmarks/tool_steps.py)
     GET  /v1/models             one model, "bench-model"
 
-Run: python benchmarks/fake_upstream.py --port 18000
+Run: python benchmarks/fake_upstream.py --port 18000 [--chunks 20]
 """
 
 from __future__ import annotations
@@ -83,13 +84,19 @@ COMPLETION = orjson.dumps(
 MODELS = orjson.dumps(
     {"object": "list", "data": [{"id": MODEL, "object": "model", "created": CREATED}]}
 )
-EVENTS = [
-    _chunk({"role": "assistant", "content": ""}),
-    _chunk({"content": "Hello"}),
-    _chunk({"content": "! How can I"}),
-    _chunk({"content": " help you today?"}),
-    _chunk({}, "stop"),
-]
+CONTENTS = ["Hello", "! How can I", " help you today?"]
+
+
+def _events(chunks: int) -> list[bytes]:
+    """Role (empty content), `chunks` content chunks, finish: the default 3 say CONTENTS."""
+    contents = CONTENTS if chunks == len(CONTENTS) else ["Hello", *[" there"] * (chunks - 1)]
+    return [
+        _chunk({"role": "assistant", "content": ""}),
+        *(_chunk({"content": text}) for text in contents),
+        _chunk({}, "stop"),
+    ]
+
+
 TOOL_EVENTS = [
     _chunk(
         {
@@ -116,13 +123,20 @@ def _error(message: str, kind: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "code": None}})
 
 
-# (keep_alive -> response) for every fixed answer
-ANSWERS: dict[str, dict[bool, bytes]] = {
+def _answers(chunks: int) -> dict[str, dict[bool, bytes]]:
+    """(keep_alive -> response) for every fixed answer; streams carry `chunks` contents."""
+    events = _events(chunks)
+    return {
+        **FIXED,
+        "stream": {k: _stream_response([*events, DONE], keep_alive=k) for k in (True, False)},
+        "stream_usage": {
+            k: _stream_response([*events, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
+        },
+    }
+
+
+FIXED: dict[str, dict[bool, bytes]] = {
     "completion": {k: _response("200 OK", JSON, COMPLETION, keep_alive=k) for k in (True, False)},
-    "stream": {k: _stream_response([*EVENTS, DONE], keep_alive=k) for k in (True, False)},
-    "stream_usage": {
-        k: _stream_response([*EVENTS, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
-    },
     "tool_call": {
         k: _stream_response([*TOOL_EVENTS, USAGE_EVENT, DONE], keep_alive=k) for k in (True, False)
     },
@@ -138,6 +152,7 @@ ANSWERS: dict[str, dict[bool, bytes]] = {
         for k in (True, False)
     },
 }
+ANSWERS = _answers(len(CONTENTS))
 
 
 def _answer(method: bytes, path: bytes, body: bytes) -> str:
@@ -208,7 +223,9 @@ class Upstream(asyncio.Protocol):
             transport.close()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, chunks: int = len(CONTENTS)) -> None:
+    global ANSWERS
+    ANSWERS = _answers(chunks)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Upstream, host, port, backlog=4096, reuse_address=True)
     async with server:
@@ -219,9 +236,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument(
+        "--chunks", type=int, default=len(CONTENTS), help="content chunks in a stream (>= 1)"
+    )
     args = parser.parse_args()
+    if args.chunks < 1:
+        parser.error("--chunks must be at least 1")
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, args.chunks))
 
 
 if __name__ == "__main__":

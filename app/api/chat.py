@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.deps import identity, services
-from app.api.responses import JSON
+from app.api.responses import JSON, EventStream
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.api.wire import openai_chat, sse
 from app.chat.engine import Engine
@@ -47,9 +47,7 @@ async def chat_completions(request: Request) -> Response:
         events = openai_chat.stream(turn, options)
         if metered:
             events = _metered(request, turn, events)
-        return StreamingResponse(
-            events, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **_headers(turn)}
-        )
+        return EventStream(events, headers={**sse.HEADERS, **_headers(turn)})
     turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs, task))
     return JSON(
         completion,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from app.api.deps import (
     ConversationsDep,
@@ -26,7 +26,7 @@ from app.api.deps import (
     SessionsDep,
 )
 from app.api.openapi import errors, request_body
-from app.api.responses import JSON
+from app.api.responses import JSON, EventStream
 from app.api.schemas import parse_json, validate
 from app.api.wire import chat_json, chat_stream, sse
 from app.chat.stateful import Ask
@@ -136,10 +136,8 @@ def _charged(request: Request, turn: Turn) -> AsyncIterator[bytes]:
     return frames()
 
 
-def _streamed(request: Request, turn: Turn) -> StreamingResponse:
-    return StreamingResponse(
-        _charged(request, turn), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS
-    )
+def _streamed(request: Request, turn: Turn) -> EventStream:
+    return EventStream(_charged(request, turn), headers=sse.HEADERS)
 
 
 @router.post("/chat", responses=errors(400, 404, 502, 504), openapi_extra=request_body(ChatBody))

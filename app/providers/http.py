@@ -4,7 +4,7 @@ one place that turns aiohttp's exceptions and upstream statuses into `app.errors
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,9 +26,12 @@ from app.errors import (
 log = logging.getLogger(__name__)
 
 
-async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def iter_lines(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
     """The lines of a streamed body, split from whatever pieces arrive: one await per network
-    read rather than one per line."""
+    read rather than one per line. A caller that may stop before the end reads it inside
+    `contextlib.aclosing`: an async generator dropped unfinished is closed by the event loop's
+    finaliser hook, through `call_soon_threadsafe` (a write to the loop's wake-up fd, one more
+    loop turn and a task), for every stream."""
     buffer = b""
     async for piece in content.iter_any():
         buffer += piece

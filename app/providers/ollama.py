@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -103,16 +104,17 @@ class OllamaProvider:
         async with translate_errors(self.name):
             resp = await self._post("/api/chat", model, payload)
             try:
-                async for raw in iter_lines(resp.content):
-                    line = self._parse_line(raw)
-                    if line is None:
-                        continue
-                    if "error" in line:
-                        raise UpstreamError(self.name, str(line["error"]))
-                    for chunk in converter.feed(line):
-                        yield chunk
-                    if converter.done:
-                        break
+                async with aclosing(iter_lines(resp.content)) as lines:  # left when done
+                    async for raw in lines:
+                        line = self._parse_line(raw)
+                        if line is None:
+                            continue
+                        if "error" in line:
+                            raise UpstreamError(self.name, str(line["error"]))
+                        for chunk in converter.feed(line):
+                            yield chunk
+                        if converter.done:
+                            break
             finally:
                 if converter.done:
                     resp.release()
@@ -267,15 +269,16 @@ class OllamaProvider:
             timeout=timeout,
         ) as resp:
             await raise_for_status(self.name, model, resp)
-            async for raw in iter_lines(resp.content):
-                line = self._parse_line(raw)
-                if line is None:
-                    continue
-                if "error" in line:
-                    raise ModelNotFound(f"ollama: cannot pull model '{model}': {line['error']}")
-                progress.update(line)
-                if line.get("status") == "success":
-                    return
+            async with aclosing(iter_lines(resp.content)) as lines:  # left at success
+                async for raw in lines:
+                    line = self._parse_line(raw)
+                    if line is None:
+                        continue
+                    if "error" in line:
+                        raise ModelNotFound(f"ollama: cannot pull model '{model}': {line['error']}")
+                    progress.update(line)
+                    if line.get("status") == "success":
+                        return
         raise UpstreamError(self.name, f"pull of model '{model}' ended without success")
 
 

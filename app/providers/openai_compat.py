@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -63,17 +64,18 @@ class OpenAICompatProvider:
             done = False
             try:
                 await raise_for_status(self.name, model, resp)
-                async for line in iter_lines(resp.content):
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        done = True
-                        return
-                    chunk = orjson.loads(data)
-                    if "error" in chunk:
-                        raise UpstreamError(self.name, _in_band_message(chunk["error"]))
-                    yield chunk
+                async with aclosing(iter_lines(resp.content)) as lines:  # left at [DONE]
+                    async for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            return
+                        chunk = orjson.loads(data)
+                        if "error" in chunk:
+                            raise UpstreamError(self.name, _in_band_message(chunk["error"]))
+                        yield chunk
             finally:
                 if done:
                     resp.release()

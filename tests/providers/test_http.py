@@ -1,9 +1,12 @@
-"""Line splitting over a real streamed body: lines of any length, split across reads; upstream
-refusals as the client sees them through a real gateway."""
+"""Line splitting over a real streamed body: lines of any length, split across reads; a stream
+read to its end leaves nothing for the event loop to clean up; upstream refusals as the client
+sees them through a real gateway."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -14,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from app.providers.base import Capabilities
 from app.providers.http import iter_lines
+from app.providers.openai_compat import OpenAICompatProvider
 from tests.conftest import MakeGateway
 from tests.fakes.ollama_upstream import CONTEXT_OVERFLOW, FakeOllama
 from tests.fakes.openai_upstream import OpenAIUpstreamState
@@ -117,3 +122,44 @@ def test_ollamas_context_overflow_is_context_length_exceeded(
         }
     assert len(fake.chat_requests) == 1
     assert len(fake.embed_requests) == 1
+
+
+async def _sse(_: Request) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'data: {"choices": [{"delta": {"role": "assistant", "content": "Hi"}}]}\n\n'
+        yield b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+async def test_a_stream_left_at_done_leaves_no_generator_for_the_loop_to_close() -> None:
+    """An async generator dropped unfinished is closed by the loop's finaliser hook, through
+    `call_soon_threadsafe`: a write to the loop's wake-up fd, one more loop turn and a task, for
+    every stream."""
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    finalised: list[str] = []
+
+    def record(agen: Any) -> None:
+        finalised.append(agen.__qualname__)
+        if finalizer is not None:
+            finalizer(agen)
+
+    app = Starlette(routes=[Route("/v1/chat/completions", _sse, methods=["POST"])])
+    with serve(app) as url:
+        async with aiohttp.ClientSession() as session:
+            provider = OpenAICompatProvider(
+                "openai",
+                f"{url}/v1",
+                "",
+                session,
+                connect_timeout=5,
+                request_timeout=5,
+                capabilities=Capabilities(),
+            )
+            sys.set_asyncgen_hooks(firstiter, record)
+            try:
+                chunks = [chunk async for chunk in provider.stream_chat("m", {"messages": []})]
+            finally:
+                sys.set_asyncgen_hooks(firstiter, finalizer)
+    assert [c["choices"][0].get("finish_reason") for c in chunks] == [None, "stop"]
+    assert finalised == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-MEDIA_TYPE = "text/event-stream"
 
 
 def comment(text: str) -> bytes:
