@@ -2,7 +2,7 @@
 the packaged Gemma 3 270M. Such a model continues text; it does not follow instructions. Given
 the persona's paragraph of rules in front of the question, it carries on writing rules, or
 echoes them, until max_tokens. So the conversation is framed the way base models are prompted:
-a one-line description of the assistant, three short example exchanges, the conversation as
+a one-line description of the assistant, four short example exchanges, the conversation as
 `User:` / `Assistant:` lines and an open `Assistant:` line. Generation stops where the model
 starts the next turn or a new paragraph; unless the request says otherwise, answers are short
 and sampled near-greedily.
@@ -36,6 +36,13 @@ STOPS = (f"\n{USER}:", f"\n{ASSISTANT}:", "\n\n")
 """Where the model's turn is over: it starts the next turn, or a new paragraph (what a base model
 writes after a blank line is no longer the answer, but more text of some other kind)."""
 
+_TOOL_EXAMPLE = (
+    "[The gateway ran the calculator tool for this message; its result follows. Answer from it "
+    'and name its source.]\n{"expression":"6*7","result":42}\n[End of tool result]\n\n'
+    "What is 6*7?"
+)
+"""A question with a tool result in front, in the shape `app/chat/tool_loop.py` gives it."""
+
 EXAMPLES = (
     ("Hi!", "Hello! How can I help you today?"),
     ("What is the capital of Italy?", "Rome is the capital of Italy."),
@@ -43,8 +50,11 @@ EXAMPLES = (
         "Tell me a fun fact.",
         "Honey never spoils: edible honey has been found in ancient Egyptian tombs.",
     ),
+    (_TOOL_EXAMPLE, "6*7 = 42, says the calculator."),
 )
-"""Three exchanges that show the length and tone of an answer before the real conversation."""
+"""Exchanges that show the length and tone of an answer before the real conversation, and an
+answer taken from a tool result (without it, the 270M model used the calculator's result in 15
+of 48 answers; with it, in 37: docs/PERFORMANCE.md)."""
 
 _LABELS = {"user": USER, "assistant": ASSISTANT, "tool": "Tool result"}
 

@@ -26,7 +26,8 @@ HELLO = {"role": "user", "content": "Hello!"}
 
 
 def examples() -> list[str]:
-    return [line for q, a in EXAMPLES for line in (f"{USER}: {q}", f"{ASSISTANT}: {a}")]
+    turns = [line for q, a in EXAMPLES for line in (f"{USER}: {q}", f"{ASSISTANT}: {a}")]
+    return "\n".join(turns).split("\n")
 
 
 def test_a_greeting_is_the_description_two_examples_and_an_open_assistant_line() -> None:
@@ -40,7 +41,6 @@ def test_a_greeting_is_the_description_two_examples_and_an_open_assistant_line()
         "Assistant:",
     ]
     assert "Gateway Assistant" in prompt.split("\n")[0]
-    assert len(EXAMPLES) == 3
 
 
 def test_the_persona_is_never_sent_verbatim() -> None:
@@ -119,6 +119,12 @@ def test_a_tool_result_the_gateway_put_before_the_question_reaches_the_last_turn
     last_turn = prompt[prompt.rindex(f"\n{USER}: ") :]
     assert '"result":391' in last_turn
     assert last_turn.endswith("What is 17*23?\nAssistant:")
+
+
+def test_the_examples_are_short_and_one_answers_from_a_tool_result() -> None:
+    assert 2 <= len(EXAMPLES) <= 4
+    assert all(len(answer) < 80 and "\n" not in answer for _, answer in EXAMPLES)
+    assert any("[End of tool result]" in question for question, _ in EXAMPLES)
 
 
 def test_the_stops_end_the_answer_where_the_next_turn_or_a_new_paragraph_starts() -> None:
