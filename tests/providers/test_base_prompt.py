@@ -9,6 +9,8 @@ from app.providers.base_prompt import (
     DEFAULT_MAX_TOKENS,
     EXAMPLES,
     STOPS,
+    TOOL_EXAMPLE,
+    TOOL_RESULT_END,
     USER,
     PersonaText,
     describe,
@@ -121,10 +123,22 @@ def test_a_tool_result_the_gateway_put_before_the_question_reaches_the_last_turn
     assert last_turn.endswith("What is 17*23?\nAssistant:")
 
 
-def test_the_examples_are_short_and_one_answers_from_a_tool_result() -> None:
-    assert 2 <= len(EXAMPLES) <= 4
-    assert all(len(answer) < 80 and "\n" not in answer for _, answer in EXAMPLES)
-    assert any("[End of tool result]" in question for question, _ in EXAMPLES)
+def test_the_examples_are_short() -> None:
+    assert 2 <= len(EXAMPLES) <= 3
+    assert all(len(answer) < 80 and "\n" not in answer for _, answer in [*EXAMPLES, TOOL_EXAMPLE])
+
+
+def test_an_example_answer_from_a_tool_result_comes_only_with_a_tool_result() -> None:
+    example = f"{USER}: {TOOL_EXAMPLE[0]}\n{ASSISTANT}: {TOOL_EXAMPLE[1]}"
+    assert TOOL_RESULT_END in TOOL_EXAMPLE[0]
+
+    assert example not in render([HELLO], PERSONA)
+    noted = f'[The gateway ran the time tool ...]\n"12:00"\n{TOOL_RESULT_END}\n\nTime?'
+    prompt = render([{"role": "user", "content": noted}], PERSONA)
+    assert example in prompt
+    assert prompt.index(example) < prompt.index("User: [The gateway ran the time tool")
+    called = [HELLO, {"role": "assistant", "content": ""}, {"role": "tool", "content": "42"}]
+    assert example in render(called, PERSONA)
 
 
 def test_the_stops_end_the_answer_where_the_next_turn_or_a_new_paragraph_starts() -> None:
