@@ -2,10 +2,10 @@
 the packaged Gemma 3 270M. Such a model continues text; it does not follow instructions. Given
 the persona's paragraph of rules in front of the question, it carries on writing rules, or
 echoes them, until max_tokens. So the conversation is framed the way base models are prompted:
-a one-line description of the assistant, three short example exchanges, the conversation as
-`User:` / `Assistant:` lines and an open `Assistant:` line. Generation stops where the model
-starts the next turn or a new paragraph; unless the request says otherwise, answers are short
-and sampled near-greedily.
+a one-line description of the assistant, three short example exchanges (a fourth when a tool
+result is in the conversation), the conversation as `User:` / `Assistant:` lines and an open
+`Assistant:` line. Generation stops where the model starts the next turn or a new paragraph;
+unless the request says otherwise, answers are short and sampled near-greedily.
 
 The gateway puts its persona in front of the system message (`app/chat/persona.py`); here it
 is recognised and reduced to the one-line description, which names the persona. What else the
@@ -44,7 +44,21 @@ EXAMPLES = (
         "Honey never spoils: edible honey has been found in ancient Egyptian tombs.",
     ),
 )
-"""Three exchanges that show the length and tone of an answer before the real conversation."""
+"""Exchanges that show the length and tone of an answer before the real conversation."""
+
+TOOL_RESULT_END = "[End of tool result]"
+"""How `app/chat/tool_loop.py` ends the tool result it puts in front of the user's message."""
+
+TOOL_EXAMPLE = (
+    "[The gateway ran the calculator tool for this message; its result follows. Answer from it "
+    f'and name its source.]\n{{"expression":"6*7","result":42}}\n{TOOL_RESULT_END}\n\n'
+    "What is 6*7?",
+    "6*7 = 42, says the calculator.",
+)
+"""One more exchange when the conversation holds a tool result: a question with a result in
+front, in the tool loop's shape, and an answer taken from it. Without it the 270M model used the
+calculator's result in 15 of 48 answers, with it in 37; shown to every prompt, it also leaked
+into unrelated answers ("Hello!" -> "What is 42?"), so it is shown only when it applies."""
 
 _LABELS = {"user": USER, "assistant": ASSISTANT, "tool": "Tool result"}
 
@@ -89,7 +103,8 @@ def render(messages: Sequence[Mapping[str, str]], persona: PersonaText = Persona
         elif text.strip():
             turns.append((_LABELS.get(role, USER), text.strip()))
     lines = [describe(persona.name), *system, ""]
-    for question, answer in EXAMPLES:
+    tool_result = any(label == _LABELS["tool"] or TOOL_RESULT_END in text for label, text in turns)
+    for question, answer in (*EXAMPLES, TOOL_EXAMPLE) if tool_result else EXAMPLES:
         lines += [f"{USER}: {question}", f"{ASSISTANT}: {answer}"]
     lines += [f"{label}: {text}" for label, text in turns]
     return "\n".join([*lines, f"{ASSISTANT}:"])

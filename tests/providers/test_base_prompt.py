@@ -9,6 +9,8 @@ from app.providers.base_prompt import (
     DEFAULT_MAX_TOKENS,
     EXAMPLES,
     STOPS,
+    TOOL_EXAMPLE,
+    TOOL_RESULT_END,
     USER,
     PersonaText,
     describe,
@@ -26,7 +28,8 @@ HELLO = {"role": "user", "content": "Hello!"}
 
 
 def examples() -> list[str]:
-    return [line for q, a in EXAMPLES for line in (f"{USER}: {q}", f"{ASSISTANT}: {a}")]
+    turns = [line for q, a in EXAMPLES for line in (f"{USER}: {q}", f"{ASSISTANT}: {a}")]
+    return "\n".join(turns).split("\n")
 
 
 def test_a_greeting_is_the_description_two_examples_and_an_open_assistant_line() -> None:
@@ -40,7 +43,6 @@ def test_a_greeting_is_the_description_two_examples_and_an_open_assistant_line()
         "Assistant:",
     ]
     assert "Gateway Assistant" in prompt.split("\n")[0]
-    assert len(EXAMPLES) == 3
 
 
 def test_the_persona_is_never_sent_verbatim() -> None:
@@ -119,6 +121,24 @@ def test_a_tool_result_the_gateway_put_before_the_question_reaches_the_last_turn
     last_turn = prompt[prompt.rindex(f"\n{USER}: ") :]
     assert '"result":391' in last_turn
     assert last_turn.endswith("What is 17*23?\nAssistant:")
+
+
+def test_the_examples_are_short() -> None:
+    assert 2 <= len(EXAMPLES) <= 3
+    assert all(len(answer) < 80 and "\n" not in answer for _, answer in [*EXAMPLES, TOOL_EXAMPLE])
+
+
+def test_an_example_answer_from_a_tool_result_comes_only_with_a_tool_result() -> None:
+    example = f"{USER}: {TOOL_EXAMPLE[0]}\n{ASSISTANT}: {TOOL_EXAMPLE[1]}"
+    assert TOOL_RESULT_END in TOOL_EXAMPLE[0]
+
+    assert example not in render([HELLO], PERSONA)
+    noted = f'[The gateway ran the time tool ...]\n"12:00"\n{TOOL_RESULT_END}\n\nTime?'
+    prompt = render([{"role": "user", "content": noted}], PERSONA)
+    assert example in prompt
+    assert prompt.index(example) < prompt.index("User: [The gateway ran the time tool")
+    called = [HELLO, {"role": "assistant", "content": ""}, {"role": "tool", "content": "42"}]
+    assert example in render(called, PERSONA)
 
 
 def test_the_stops_end_the_answer_where_the_next_turn_or_a_new_paragraph_starts() -> None:
