@@ -12,23 +12,24 @@ from typing import Any
 
 from app.chat.context import text_of
 
-_OPENINGS: dict[str, re.Pattern[str]] = {
-    kind: re.compile(pattern, re.IGNORECASE)
-    for kind, pattern in {
-        "title": r"###\s*Task:\s*Generate a concise,?( 3-5 word)? title",
-        "tags": r"###\s*Task:\s*Generate 1-3 broad tags",
-        "follow_ups": r"###\s*Task:\s*(Suggest 3-5 relevant follow-up|Predict 3-5 useful messages)",
-        "queries": r"###\s*Task:\s*Analyze the chat history to determine the necessity of "
-        r"generating search queries",
-        "autocomplete": r"###\s*Task:\s*You are an autocompletion system",
-        "image_prompt": r"###\s*Task:\s*Generate a detailed prompt for a[mn]? image generation",
-        "emoji": r"Your task is to reflect the speaker's likely facial expression",
-        "moa": r"You have been provided with a set of responses from various models",
-        "tool_choice": r"Available Tools:",
-        "compaction": r"###\s*Task:\s*Summarize the conversation history that will be "
-        r"compacted",
-    }.items()
+_OPENINGS = {
+    "title": r"###\s*Task:\s*Generate a concise,?(?: 3-5 word)? title",
+    "tags": r"###\s*Task:\s*Generate 1-3 broad tags",
+    "follow_ups": r"###\s*Task:\s*(?:Suggest 3-5 relevant follow-up|Predict 3-5 useful messages)",
+    "queries": r"###\s*Task:\s*Analyze the chat history to determine the necessity of "
+    r"generating search queries",
+    "autocomplete": r"###\s*Task:\s*You are an autocompletion system",
+    "image_prompt": r"###\s*Task:\s*Generate a detailed prompt for a[mn]? image generation",
+    "emoji": r"Your task is to reflect the speaker's likely facial expression",
+    "moa": r"You have been provided with a set of responses from various models",
+    "tool_choice": r"Available Tools:",
+    "compaction": r"###\s*Task:\s*Summarize the conversation history that will be "
+    r"compacted",
 }
+"""Each task's template, by how it opens."""
+_TASK = re.compile(
+    "|".join(f"(?P<{kind}>{opening})" for kind, opening in _OPENINGS.items()), re.IGNORECASE
+)
 
 
 def task_kind(messages: list[dict[str, Any]]) -> str | None:
@@ -36,12 +37,9 @@ def task_kind(messages: list[dict[str, Any]]) -> str | None:
     the last message, or a leading system message, opens with one of the templates. Not every
     `### Task:` is a task: OpenWebUI puts its retrieval template, which starts so too, in front
     of a user's own message. Custom templates are told by the `X-OpenWebUI-Task` header."""
-    candidates = [m for m in (messages[-1:] + messages[:1]) if m.get("role") in _ROLES]
-    for message in candidates:
-        head = text_of(message).lstrip()[:200]
-        for kind, opening in _OPENINGS.items():
-            if opening.match(head):
-                return kind
+    for message in messages[-1:] + messages[:1]:
+        if message.get("role") in _ROLES and (found := _TASK.match(text_of(message).lstrip())):
+            return found.lastgroup
     return None
 
 
