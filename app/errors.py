@@ -14,6 +14,7 @@
     │   │   ├── ProviderUnreachable 503, nothing answers at the provider's address
     │   │   └── Shed                503 task_shed, a background task gave way to a user; final
     │   └── UpstreamTimeout         504 upstream_timeout
+    │       └── AnswerTooLong       504, past TOTAL_TIMEOUT: final, no retry or fallback
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
     └── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
@@ -154,6 +155,12 @@ class Shed(ProviderUnavailable):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class AnswerTooLong(UpstreamTimeout):
+    """An answer still coming after TOTAL_TIMEOUT: asking again would take as long."""
+
+    retryable = False
 
 
 class ToolError(GatewayError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.config import ProviderSettings
 from app.errors import (
+    AnswerTooLong,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
@@ -246,7 +247,7 @@ class Router:
             try:
                 first = await anext(stream)
                 if needs.whole:
-                    rest = _replay([chunk async for chunk in stream])
+                    rest = _replay(await self._rest(route, stream))
             except StopAsyncIteration:
                 error: GatewayError = UpstreamError(route.provider.name, "empty answer")
             except GatewayError as exc:
@@ -272,6 +273,17 @@ class Router:
                 return None
             await asyncio.sleep(delay)
         return None
+
+    async def _rest(self, route: Route, stream: AsyncGenerator[Chunk, None]) -> list[Chunk]:
+        """The rest of an answer used only whole, read within TOTAL_TIMEOUT."""
+        limit = self._settings.total_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return [chunk async for chunk in stream]
+        except TimeoutError:
+            raise AnswerTooLong(
+                route.provider.name, f"the answer exceeded TOTAL_TIMEOUT ({limit:g}s)"
+            ) from None
 
     def _backoff(self, attempt: int, error: GatewayError) -> float | None:
         """Seconds to wait before retrying the same route; None to move on at once."""

@@ -461,6 +461,21 @@ def test_stalled_stream_ends_with_an_in_band_timeout(make_gateway: MakeGateway) 
     )
 
 
+def test_total_timeout_caps_a_long_plain_answer(make_gateway: MakeGateway) -> None:
+    """A non-streamed answer is read whole before it is sent: TOTAL_TIMEOUT still bounds it,
+    and an answer that long is not asked for again."""
+    url = make_gateway(request_timeout=1.0, total_timeout=0.5, retry_attempts=3)
+    started = time.monotonic()
+    resp = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "openai/slow-stream", "messages": USER},
+        timeout=30,
+    )
+    assert time.monotonic() - started < 3
+    assert resp.status_code == 504
+    assert resp.json()["error"]["message"] == "openai: the answer exceeded TOTAL_TIMEOUT (0.5s)"
+
+
 def test_total_timeout_caps_a_long_answer(make_gateway: MakeGateway) -> None:
     url = make_gateway(request_timeout=1.0, total_timeout=0.5)
     _, events = sse_events(url, {"model": "openai/slow-stream", "messages": USER, "stream": True})
