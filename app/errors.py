@@ -158,9 +158,13 @@ class UpstreamTimeout(UpstreamError):
 
 
 class AnswerTooLong(UpstreamTimeout):
-    """An answer still coming after TOTAL_TIMEOUT: asking again would take as long."""
+    """An answer still coming after TOTAL_TIMEOUT (`limit` seconds): asking again would take as
+    long."""
 
     retryable = False
+
+    def __init__(self, provider: str, limit: float) -> None:
+        super().__init__(provider, f"the answer exceeded TOTAL_TIMEOUT ({limit:g}s)")
 
 
 class ToolError(GatewayError):

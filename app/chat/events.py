@@ -9,7 +9,7 @@ way (an HTTP status before the first byte, an in-band error after it).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from app.errors import GatewayError
 from app.tools.registry import ToolOutcome
@@ -140,24 +140,7 @@ Event = (
     | Finish
 )
 
-_KINDS: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        Text,
-        Reasoning,
-        Refusal,
-        ToolCallDelta,
-        ToolStarted,
-        ToolFinished,
-        Waiting,
-        Sources,
-        AgentStep,
-        FollowUps,
-        Usage,
-        Timings,
-        Finish,
-    )
-}
+_KINDS: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
 
 
 def to_record(event: Event) -> dict[str, Any]:

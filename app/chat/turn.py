@@ -17,7 +17,7 @@ from app.chat.events import (
     ToolCallDelta,
     Usage,
 )
-from app.errors import UpstreamError, UpstreamTimeout
+from app.errors import AnswerTooLong, UpstreamError
 from app.ids import new_id
 from app.providers.router import OpenStream
 
@@ -68,9 +68,7 @@ async def read(opened: OpenStream, deadline: float, total_timeout: float) -> Asy
                     finished = finished or type(event) is Finish
                     yield event
             if time.monotonic() > deadline:
-                raise UpstreamTimeout(
-                    provider, f"the answer exceeded TOTAL_TIMEOUT ({total_timeout}s)"
-                )
+                raise AnswerTooLong(provider, total_timeout)
             try:
                 chunk = await anext(rest)
             except StopAsyncIteration:

@@ -281,9 +281,7 @@ class Router:
             async with asyncio.timeout(limit):
                 return [chunk async for chunk in stream]
         except TimeoutError:
-            raise AnswerTooLong(
-                route.provider.name, f"the answer exceeded TOTAL_TIMEOUT ({limit:g}s)"
-            ) from None
+            raise AnswerTooLong(route.provider.name, limit) from None
 
     def _backoff(self, attempt: int, error: GatewayError) -> float | None:
         """Seconds to wait before retrying the same route; None to move on at once."""
