@@ -36,25 +36,21 @@ async def chat_completions(request: Request) -> Response:
     req = validate(ChatCompletionRequest, body)
     needs = Needs(tools=bool(req.tools), choices=req.n or 1, whole=not req.stream)
     task = request.headers.get(TASK_HEADER, "").strip()
-    metered = identity(request).tpm is not None
     if req.stream:
         turn = await gateway.engine.chat(body, needs, task=task)
-        metered = metered and turn.cache != "hit"
         options = openai_chat.StreamOptions(
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             activity_in_content=gateway.settings.tools.tool_activity_in_content,
         )
         events = openai_chat.stream(turn, options)
-        if metered:
+        if _billed(request, turn):
             events = _metered(request, turn, events)
         return EventStream(events, headers={**sse.HEADERS, **_headers(turn)})
     turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs, task))
     return JSON(
         completion,
         headers=_headers(turn) or None,
-        background=BackgroundTask(_charge, request, turn)
-        if metered and turn.cache != "hit"
-        else None,
+        background=BackgroundTask(_charge, request, turn) if _billed(request, turn) else None,
     )
 
 
@@ -78,6 +74,12 @@ def _headers(turn: Turn) -> dict[str, str]:
     return headers
 
 
+def _billed(request: Request, turn: Turn) -> bool:
+    """Whether the turn's tokens count against the key's TPM limit (a cache hit cost the
+    upstream none)."""
+    return turn.cache != "hit" and identity(request).tpm is not None
+
+
 async def _metered(
     request: Request, turn: Turn, events: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
@@ -87,7 +89,7 @@ async def _metered(
 
 
 async def _charge(request: Request, turn: Turn) -> None:
-    """The answer's tokens against the key's TPM limit (cache hits cost the upstream none)."""
+    """The answer's tokens against the key's TPM limit."""
     if turn.usage is not None:
         await charge(request, turn.usage.prompt_tokens + turn.usage.completion_tokens)
 
