@@ -51,7 +51,7 @@ def create_app(
         lifespan=lifespan,
         telemetry=telemetry,
     )
-    app.router.routes.extend(chat.routes)
+    app.router.routes[:0] = chat.routes  # the hot path, matched first
     for module in (models, embeddings, health, tools):
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)

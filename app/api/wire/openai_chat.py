@@ -121,18 +121,18 @@ async def completion(turn: Turn) -> dict[str, Any]:
     async for event in turn.events():
         match event:
             case ev.Text(text=text, choice=choice, logprobs=logprobs):
-                slot = choices.setdefault(choice, _Choice())
+                slot = _slot(choices, choice)
                 slot.content.append(text)
                 if logprobs and logprobs.get("content"):
                     slot.logprobs.extend(logprobs["content"])
             case ev.Reasoning(text=text, choice=choice):
-                choices.setdefault(choice, _Choice()).reasoning.append(text)
+                _slot(choices, choice).reasoning.append(text)
             case ev.Refusal(text=text, choice=choice):
-                choices.setdefault(choice, _Choice()).refusal.append(text)
+                _slot(choices, choice).refusal.append(text)
             case ev.ToolCallDelta(choice=choice):
-                choices.setdefault(choice, _Choice()).add_call(event)
+                _slot(choices, choice).add_call(event)
             case ev.Finish(reason=reason, choice=choice):
-                choices.setdefault(choice, _Choice()).finish = reason
+                _slot(choices, choice).finish = reason
             case ev.ToolFinished(outcome=outcome):
                 used.append(outcome.summary())
             case (
@@ -158,6 +158,13 @@ async def completion(turn: Turn) -> dict[str, Any]:
     if turn.lists_tools:
         body["tools_used"] = used
     return body
+
+
+def _slot(choices: dict[int, _Choice], choice: int) -> _Choice:
+    slot = choices.get(choice)
+    if slot is None:
+        slot = choices[choice] = _Choice()
+    return slot
 
 
 class _Choice:
