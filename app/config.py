@@ -121,7 +121,8 @@ class ToolSettings(_Section):
     enabled_tools: CommaList | None = None
     tool_timeout: float = Field(20.0, gt=0)
     max_tool_steps: int = Field(5, ge=1, le=50)
-    tool_activity_in_content: bool = True
+    tool_activity_in_content: bool = False
+    status_events: Literal["auto", "on", "off"] = "auto"
     tool_keepalive: float = Field(5.0, gt=0)
     tool_detection: Literal["off", "patterns", "model"] = "patterns"
     tool_result_max_chars: int = Field(8000, ge=200)

@@ -168,8 +168,8 @@ def test_the_local_model_gets_detected_tools_while_streaming(local_tools_gateway
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.startswith("> Running tool: calculator\n\n")
-    assert len(text) > len("> Running tool: calculator\n\n")
+    assert text
+    assert "Running tool" not in text  # the answer is the model's alone
     usage = chunks[-1].usage
     assert usage is not None
     assert usage.prompt_tokens > 60  # the tool's result went into the prompt

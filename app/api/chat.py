@@ -40,7 +40,11 @@ async def chat_completions(request: Request) -> Response:
         turn = await gateway.engine.chat(body, needs, task=task)
         options = openai_chat.StreamOptions(
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
-            activity_in_content=gateway.settings.tools.tool_activity_in_content,
+            # a line in the content would corrupt JSON output and the client's own tool turns
+            activity_in_content=gateway.settings.tools.tool_activity_in_content
+            and (req.response_format or {}).get("type", "text") == "text"
+            and not req.tools,
+            status_events=_wants_status(request, gateway.settings.tools.status_events),
         )
         events = openai_chat.stream(turn, options)
         if _billed(request, turn):
@@ -59,6 +63,14 @@ async def _whole(
 ) -> tuple[Turn, dict[str, Any]]:
     turn = await engine.chat(body, needs, task=task)
     return turn, await openai_chat.completion(turn)
+
+
+def _wants_status(request: Request, setting: str) -> bool:
+    """STATUS_EVENTS: on, off, or auto — to OpenWebUI, known by the `X-OpenWebUI-*` headers it
+    sends when it forwards user info or is set up with the task header."""
+    if setting != "auto":
+        return setting == "on"
+    return any(name.startswith(b"x-openwebui-") for name, _ in request.scope["headers"])
 
 
 def _headers(turn: Turn) -> dict[str, str]:

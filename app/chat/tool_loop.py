@@ -92,6 +92,7 @@ class ToolLoop:
                 yield event
             messages = _with_context(messages, outcomes[0])
         step = 0
+        spoke = False  # the answer so far has text: a later round's text is a new paragraph
         while True:
             if opened is None:
                 opened = await self._open(messages, server_tools=False)
@@ -101,7 +102,7 @@ class ToolLoop:
             async for event in read(opened, self._deadline, self._settings.total_timeout):
                 match event:
                     case ToolCallDelta():
-                        call = calls.setdefault(event.index, _Call())
+                        call = calls.get(event.index) or calls.setdefault(event.index, _Call())
                         call.id = event.id or call.id
                         call.name += event.name or ""
                         call.arguments += event.arguments
@@ -110,10 +111,13 @@ class ToolLoop:
                     case Usage():
                         self._add(event)
                     case Text():
+                        if spoke and not said:
+                            yield Text("\n\n")
                         said.append(event.text)
                         yield event
                     case _:
                         yield event
+            spoke = spoke or bool(said)
             for call in calls.values():
                 call.id = call.id or new_id("call_")
             mine = [c for c in calls.values() if c.name not in self._client_tools]

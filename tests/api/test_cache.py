@@ -274,7 +274,7 @@ def test_a_tool_loop_answer_is_cached_no_longer_than_its_tool_results(
     assert RUNS == ["b"]
     resp, events = sse_events(url, {**body, "temperature": 0, "stream": True})
     assert resp.headers["x-cache"] == "hit"
-    assert streamed(events) == "> Running tool: count\n\nFinal: counted b"
+    assert streamed(events) == "Final: counted b"
     assert len(upstream.requests) == 2
     with redis.Redis.from_url(redis_url) as client:
         (key,) = client.keys("cache:llm:*")
@@ -303,7 +303,10 @@ def test_a_streamed_tool_loop_answer_replays_its_status_lines(
     """The cache keeps events, not one wire's bytes: a hit's stream shows the tools' status
     lines as the miss's did, and a plain hit lists the tools instead."""
     url = make_gateway(
-        tool_plugins=[counting_tools], enabled_tools=["count"], tool_cache_ttl=["count=60"]
+        tool_plugins=[counting_tools],
+        enabled_tools=["count"],
+        tool_cache_ttl=["count=60"],
+        tool_activity_in_content=True,
     )
     upstream.script = [[("count", '{"word": "c"}')]]
     body = {"model": "openai/scripted", "messages": USER, "temperature": 0}
@@ -328,7 +331,6 @@ def test_a_streamed_tool_loop_answer_without_status_lines_is_stored(
         tool_plugins=[counting_tools],
         enabled_tools=["count"],
         tool_cache_ttl=["count=60"],
-        tool_activity_in_content=False,
     )
     upstream.script = [[("count", '{"word": "e"}')]]
     body = {"model": "openai/scripted", "messages": USER, "temperature": 0}
@@ -466,7 +468,10 @@ def test_a_hit_sends_the_bytes_of_the_miss(
     make_gateway: MakeGateway, upstream: OpenAIUpstreamState, stream: bool
 ) -> None:
     url = make_gateway(
-        tool_plugins=[counting_tools], enabled_tools=["count"], tool_cache_ttl=["count=60"]
+        tool_plugins=[counting_tools],
+        enabled_tools=["count"],
+        tool_cache_ttl=["count=60"],
+        tool_activity_in_content=True,
     )
     upstream.script = [[("count", '{"word": "f"}')]]
     body = {

@@ -74,10 +74,13 @@ def ask(url: str, text: str = "go", model: str = "openai/scripted", **kwargs: An
     )
 
 
-def raw_stream(url: str, body: dict[str, Any]) -> tuple[list[str], list[Any]]:
+def raw_stream(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[list[str], list[Any]]:
     """The comment lines and the decoded `data:` payloads of a streamed answer."""
     comments, events = [], []
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as resp:
+    endpoint = f"{url}/v1/chat/completions"
+    with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=30) as resp:
         assert resp.status_code == 200
         for line in resp.iter_lines():
             if line.startswith(":"):
@@ -241,11 +244,15 @@ def test_a_step_with_both_kinds_of_calls_returns_only_the_clients(
             assert names == ["lookup_order"]
 
 
-def test_stream_shows_status_and_keepalives_then_the_answer(
+def test_stream_shows_the_activity_line_when_asked_and_keepalives_then_the_answer(
     make_gateway: MakeGateway, upstream: OpenAIUpstreamState
 ) -> None:
     url = make_gateway(
-        enabled_tools=["sleepy"], tool_plugins=PLUGINS, tool_keepalive=0.1, tool_timeout=5
+        enabled_tools=["sleepy"],
+        tool_plugins=PLUGINS,
+        tool_keepalive=0.1,
+        tool_timeout=5,
+        tool_activity_in_content=True,
     )
     upstream.script = [[("sleepy", '{"seconds": 0.5}')]]
     body = {
@@ -277,19 +284,82 @@ def test_stream_shows_status_and_keepalives_then_the_answer(
     assert second["messages"][-1]["role"] == "tool"
 
 
-def test_tool_activity_in_content_can_be_turned_off(
+def test_by_default_the_content_is_the_models_alone_streamed_or_not(
     make_gateway: MakeGateway, upstream: OpenAIUpstreamState
 ) -> None:
-    url = make_gateway(enabled_tools=["calculator"], tool_activity_in_content=False)
+    url = make_gateway(enabled_tools=["calculator"])
+    upstream.preamble = "Let me work that out."
+    upstream.script = [[("calculator", '{"expression": "6*7"}')]]
+    body = {"model": "openai/scripted", "messages": [{"role": "user", "content": "go"}]}
+    comments, events = raw_stream(url, {**body, "stream": True})
+    assert comments == [": running calculator"]
+    assert not any("event" in e for e in events[:-1]), "no status events for an unknown client"
+    streamed = streamed_text(events[:-1])
+    assert streamed.startswith("Let me work that out.\n\nFinal: ")
+    plain = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).json()
+    assert plain["choices"][0]["message"]["content"] == streamed
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "json_object"}},
+        {"tools": [CLIENT_TOOL]},
+    ],
+    ids=["response_format", "client_tools"],
+)
+def test_the_activity_line_is_never_put_in_json_output_or_beside_client_tools(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, extra: dict[str, Any]
+) -> None:
+    url = make_gateway(enabled_tools=["calculator"], tool_activity_in_content=True)
     upstream.script = [[("calculator", '{"expression": "6*7"}')]]
     body = {
         "model": "openai/scripted",
         "stream": True,
         "messages": [{"role": "user", "content": "go"}],
     }
-    comments, events = raw_stream(url, body)
+    comments, events = raw_stream(url, {**body, **extra})
     assert comments == [": running calculator"]
     assert streamed_text(events[:-1]).startswith("Final: ")
+
+
+@pytest.mark.parametrize(
+    ("setting", "headers", "sent"),
+    [
+        ("auto", {"X-OpenWebUI-Task": ""}, True),
+        ("auto", {"X-OpenWebUI-User-Id": "u1"}, True),
+        ("auto", {}, False),
+        ("on", {}, True),
+        ("off", {"X-OpenWebUI-Task": ""}, False),
+    ],
+)
+def test_tool_progress_goes_to_openwebui_as_status_events(
+    make_gateway: MakeGateway,
+    upstream: OpenAIUpstreamState,
+    setting: str,
+    headers: dict[str, str],
+    sent: bool,
+) -> None:
+    url = make_gateway(enabled_tools=["calculator"], status_events=setting)
+    upstream.script = [[("calculator", '{"expression": "6*7"}')]]
+    body = {
+        "model": "openai/scripted",
+        "stream": True,
+        "messages": [{"role": "user", "content": "go"}],
+    }
+    _, events = raw_stream(url, body, headers)
+    statuses = [e["event"] for e in events[:-1] if "event" in e]
+    if sent:
+        started, finished = statuses
+        assert started == {
+            "type": "status",
+            "data": {"description": "Running calculator…", "done": False},
+        }
+        assert finished["data"]["description"].startswith("Ran calculator in ")
+        assert finished["data"]["done"] is True
+    else:
+        assert statuses == []
+    assert streamed_text([e for e in events[:-1] if "event" not in e]).startswith("Final: ")
 
 
 async def test_stream_with_the_async_sdk(tool_gateway: str, upstream: OpenAIUpstreamState) -> None:
@@ -304,7 +374,7 @@ async def test_stream_with_the_async_sdk(tool_gateway: str, upstream: OpenAIUpst
         async for chunk in stream:
             assert not chunk.choices or not chunk.choices[0].delta.tool_calls
             text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
-    assert "> Running tool: time" in text
+    assert "Running tool" not in text
     assert "Asia/Tokyo" in text
 
 
@@ -348,7 +418,7 @@ def test_detected_tool_streams_its_status_first(
     comments, events = raw_stream(tool_gateway, body)
     assert comments == [": running calculator"]
     text = streamed_text(events[:-1])
-    assert text.startswith("> Running tool: calculator\n\nYou said: [The gateway ran")
+    assert text.startswith("You said: [The gateway ran")
     assert "408" in text
 
 
@@ -461,7 +531,7 @@ def test_what_the_model_says_before_its_calls_streams_and_is_kept(
     }
     _, events = raw_stream(tool_gateway, body)
     text = streamed_text(events[:-1])
-    assert text.startswith("Let me work that out.\n\n> Running tool: calculator\n\nFinal: ")
+    assert text.startswith("Let me work that out.\n\nFinal: ")
     assistant = upstream.requests[1]["messages"][-2]
     assert assistant["content"] == "Let me work that out."
     assert assistant["tool_calls"][0]["function"]["name"] == "calculator"

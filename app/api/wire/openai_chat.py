@@ -3,10 +3,12 @@ or collected into one `chat.completion`.
 
 Streamed, each choice starts with a role chunk; text, reasoning, refusals and the client's tool
 calls follow as deltas, the finish reason as a chunk of its own, then (when asked for) the usage
-chunk, then `[DONE]`. The gateway's own tools show as SSE comments (`: running <name>`, `: still
-running …`) and, with TOOL_ACTIVITY_IN_CONTENT, as a `> Running tool:` line in the text. An error
-after the first byte is an `{"error": …}` event before `[DONE]`, never a silently cut answer.
-Collected, the gateway's tool calls are listed in `tools_used`.
+chunk, then `[DONE]`. The content is the model's alone: the gateway's own tools show as SSE
+comments (`: running <name>`, `: still running …`), to OpenWebUI as its status events (a
+`{"event": {"type": "status", …}}` line, shown above the message), and only where the
+`activity_in_content` option is on as a `> Running tool:` line in the text. An error after the
+first byte is an `{"error": …}` event before `[DONE]`, never a silently cut answer. Collected, the
+gateway's tool calls are listed in `tools_used`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from app.chat import events as ev
 from app.chat.turn import Turn
 from app.errors import GatewayError
 from app.ids import new_id
+from app.tools.registry import ToolOutcome
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ DONE = b"data: [DONE]\n\n"
 class StreamOptions:
     include_usage: bool = False
     activity_in_content: bool = False
+    status_events: bool = False
+    """OpenWebUI's status events for the gateway's tools and agent steps; other clients would
+    read such a line as a chunk without choices."""
 
 
 async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
@@ -50,6 +56,7 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
 
     started = {0}
     status_last = text_sent = False
+    running: set[str] = set()
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for event in turn.events():
@@ -59,6 +66,10 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                 yield chunk({"role": "assistant", "content": ""}, choice)
             match event:
                 case ev.Text(text=text, choice=choice, logprobs=logprobs):
+                    if status_last:  # the status line ends its paragraph already
+                        text = text.lstrip("\n")
+                        if not text:
+                            continue
                     text_sent, status_last = True, False
                     yield chunk({"content": text}, choice, logprobs=logprobs)
                 case ev.Reasoning(text=text, choice=choice):
@@ -67,24 +78,30 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                     yield chunk({"refusal": text}, choice)
                 case ev.ToolCallDelta(choice=choice):
                     yield chunk({"tool_calls": [_call_delta(event)]}, choice)
-                case ev.ToolStarted(name=name):
+                case ev.ToolStarted(call_id=call_id, name=name):
                     if options.activity_in_content:
                         gap = "\n\n" if text_sent and not status_last else ""
                         status_last = True
                         yield chunk({"content": f"{gap}> Running tool: {name}\n\n"})
+                    if options.status_events:
+                        running.add(call_id)
+                        yield _status(f"Running {name}…", done=False)
                     yield comment(f"running {name}")
+                case ev.ToolFinished(call_id=call_id, outcome=outcome):
+                    if options.status_events:
+                        running.discard(call_id)
+                        yield _status(_finished(outcome), done=not running)
+                case ev.AgentStep(name=name, phase="start"):
+                    if options.status_events:
+                        yield _status(f"{name}…", done=False)
+                case ev.AgentStep(name=name, seconds=seconds):
+                    if options.status_events:
+                        yield _status(f"{name} done in {seconds:.1f} s", done=True)
                 case ev.Waiting(names=names):
                     yield comment("still running " + ", ".join(names))
                 case ev.Finish(reason=reason, choice=choice):
                     yield chunk({}, choice, finish_reason=reason)
-                case (
-                    ev.Usage()
-                    | ev.ToolFinished()
-                    | ev.Sources()
-                    | ev.AgentStep()
-                    | ev.FollowUps()
-                    | ev.Timings()
-                ):
+                case ev.Usage() | ev.Sources() | ev.FollowUps() | ev.Timings():
                     pass
                 case _:
                     assert_never(event)
@@ -99,6 +116,17 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
             usage = orjson.dumps((turn.usage or ev.NO_USAGE).public())
             yield head + b'"choices":[],"usage":' + usage + b"}\n\n"
     yield DONE
+
+
+def _status(description: str, *, done: bool) -> bytes:
+    status = {"type": "status", "data": {"description": description, "done": done}}
+    return b"data: " + orjson.dumps({"event": status}) + b"\n\n"
+
+
+def _finished(outcome: ToolOutcome) -> str:
+    if outcome.ok:
+        return f"Ran {outcome.name} in {outcome.seconds:.1f} s"
+    return f"{outcome.name} failed"
 
 
 def _call_delta(event: ev.ToolCallDelta) -> dict[str, Any]:

@@ -48,6 +48,10 @@ async def openai_stream_plain(turn: Turn) -> bytes:
     return await joined(openai_chat.stream(turn, openai_chat.StreamOptions()))
 
 
+async def openai_stream_status(turn: Turn) -> bytes:
+    return await joined(openai_chat.stream(turn, openai_chat.StreamOptions(status_events=True)))
+
+
 async def openai_completion(turn: Turn) -> bytes:
     return await _json(await openai_chat.completion(turn))
 
@@ -63,6 +67,7 @@ async def chat_body(turn: Turn) -> bytes:
 WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.sse": openai_stream,
     "openai_chat_plain.sse": openai_stream_plain,
+    "openai_chat_status.sse": openai_stream_status,
     "openai_chat.json": openai_completion,
     "chat_stream.sse": stream_events,
     "chat.json": chat_body,
