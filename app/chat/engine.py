@@ -169,9 +169,12 @@ class Engine:
         return turn
 
     def _tools_apply(self, body: dict[str, Any], needs: Needs, client_tools: set[str]) -> bool:
+        """Not when the client constrains the choice (`none`, `required`, a named function):
+        offered beside the client's tools, the gateway's would break the constraint."""
         return (
             needs.choices == 1
-            and body.get("tool_choice") != "none"
+            and body.get("tool_choice", "auto") == "auto"
+            and body.get("function_call", "auto") == "auto"
             and any(name not in client_tools for name in self._registry.enabled)
         )
 

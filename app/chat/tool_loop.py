@@ -80,7 +80,7 @@ class ToolLoop:
     async def open(self) -> None:
         """Ask the model with the gateway's tools offered and wait for its first chunk, so that
         a failure before it is still an HTTP status."""
-        self._opened = await self._open(self._body["messages"], server_tools=True, first=True)
+        self._opened = await self._open(self._body["messages"], server_tools=True)
 
     async def events(self) -> AsyncIterator[Event]:
         messages: list[dict[str, Any]] = list(self._body["messages"])
@@ -190,12 +190,8 @@ class ToolLoop:
             outcomes.append(task.result())
             yield ToolFinished(call.id, task.result())
 
-    async def _open(
-        self, messages: list[dict[str, Any]], *, server_tools: bool, first: bool = False
-    ) -> OpenStream:
+    async def _open(self, messages: list[dict[str, Any]], *, server_tools: bool) -> OpenStream:
         body = {**self._body, "messages": messages}
-        if not first:  # a "required" or named choice was the first step's; it would loop
-            body.pop("tool_choice", None)
         tools = [t for t in body.get("tools") or [] if tool_name(t) in self._client_tools]
         if server_tools:
             tools += self._registry.schemas(exclude=self._client_tools)

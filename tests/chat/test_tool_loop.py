@@ -473,14 +473,38 @@ def test_openwebui_background_tasks_get_no_tools(
     assert "tools" not in upstream.requests[0]
 
 
-def test_the_clients_tool_choice_holds_for_the_first_step_only(
-    tool_gateway: str, upstream: OpenAIUpstreamState
+@pytest.mark.parametrize(
+    "choice",
+    ["required", {"type": "function", "function": {"name": "lookup_order"}}],
+    ids=["required", "named"],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_constrained_tool_choice_holds_and_gets_no_server_tools(
+    tool_gateway: str, upstream: OpenAIUpstreamState, choice: Any, stream: bool
 ) -> None:
-    upstream.script = [[("calculator", '{"expression": "1+1"}')]]
-    ask(tool_gateway, tools=[CLIENT_TOOL], tool_choice="required")
-    first, second = upstream.requests
-    assert first["tool_choice"] == "required"
-    assert "tool_choice" not in second
+    upstream.script = [[("lookup_order", '{"order_id": "7"}')]]
+    body = {
+        "model": "openai/scripted",
+        "messages": [{"role": "user", "content": "go"}],
+        "tools": [CLIENT_TOOL],
+        "tool_choice": choice,
+    }
+    if stream:
+        _, events = raw_stream(tool_gateway, {**body, "stream": True})
+        calls = [
+            call["function"]["name"]
+            for e in events[:-1]
+            for ch in e["choices"]
+            for call in ch["delta"].get("tool_calls") or []
+            if call.get("function", {}).get("name")
+        ]
+    else:
+        message = ask(tool_gateway, tools=[CLIENT_TOOL], tool_choice=choice).choices[0].message
+        calls = [c.function.name for c in message.tool_calls]
+    assert calls == ["lookup_order"]
+    (sent,) = upstream.requests
+    assert sent["tool_choice"] == choice
+    assert [t["function"]["name"] for t in sent["tools"]] == ["lookup_order"]
 
 
 def test_weather_in_paris_is_detected_and_fetched(
