@@ -72,6 +72,8 @@ class ServerSettings(_Section):
 
 class ProviderSettings(_Section):
     default_model: str = ""
+    default_provider: str = ""
+    model_aliases: CommaList = []
     task_model: str = ""
     fallback_models: CommaList = []
     local_fallback: bool = False
@@ -108,6 +110,21 @@ class ProviderSettings(_Section):
     _fallbacks = field_validator("fallback_models", mode="before")(_split)
     _unset = field_validator("ollama_num_ctx", "ollama_keep_alive", mode="before")(_empty_is_unset)
     _urls = field_validator("ollama_base_url", "openai_base_url", "llamacpp_base_url")(_http_url)
+    _aliases_split = field_validator("model_aliases", mode="before")(_split)
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, sep, target = item.partition("=")
+            if not (sep and name.strip() and target.strip()):
+                raise ValueError(f"{item!r} is not alias=provider/model, such as gpt=openai/gpt-4o")
+        return value
+
+    @property
+    def model_alias_map(self) -> dict[str, str]:
+        pairs = (item.partition("=") for item in self.model_aliases)
+        return {name.strip(): target.strip() for name, _, target in pairs}
 
     @property
     def openai_url(self) -> str:

@@ -67,6 +67,13 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+class AmbiguousModel(InvalidRequest):
+    code = "model_ambiguous"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
+
+
 class UpstreamRejected(InvalidRequest):
     """An upstream's refusal of the request, its OpenAI `type`, `code` and `param` (such as
     `context_length_exceeded` on `messages`) passed on to the client as the upstream gave them."""

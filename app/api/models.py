@@ -36,7 +36,7 @@ async def list_models(models: RouterDep) -> Response:
     return JSON({"object": "list", "data": [_entry(route) for route in routes]})
 
 
-@router.get("/models/{model_id:path}", responses=errors(404))
+@router.get("/models/{model_id:path}", responses=errors(400, 404))
 async def get_model(model_id: str, models: RouterDep) -> Response:
     route = await models.lookup(model_id)
     if route is not None:

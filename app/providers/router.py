@@ -14,6 +14,7 @@ from typing import Any
 
 from app.config import ProviderSettings
 from app.errors import (
+    AmbiguousModel,
     AnswerTooLong,
     GatewayError,
     InvalidRequest,
@@ -77,6 +78,10 @@ class Router:
         self._models_lock = asyncio.Lock()
         self._unlisted: set[str] = set()
         """Providers whose last listing failed: logged when they fail and when they are back."""
+        self._aliases = settings.model_alias_map
+        default = settings.default_provider
+        if default and default not in self.providers:
+            log.warning("DEFAULT_PROVIDER %s is not an active provider: it is not used", default)
 
     async def chat_models(self) -> list[Route]:
         """The models that chat: every listed one but those that only embed."""
@@ -110,9 +115,11 @@ class Router:
         return [Route(provider, name) for name in names]
 
     async def resolve(self, model_id: str | None) -> Route:
-        """`provider/model` goes to that provider as is; a bare id is looked up in the merged
-        model list; an empty one means `DEFAULT_MODEL`, else the first model available."""
+        """An alias (`MODEL_ALIASES`) is replaced by its target first. `provider/model` goes to
+        that provider as is; a bare id is looked up in the merged model list (see `lookup`); an
+        empty one means `DEFAULT_MODEL`, else the first model available."""
         model_id = (model_id or "").strip() or self._settings.default_model
+        model_id = self._aliases.get(model_id, model_id)
         if not model_id:
             for route in await self.chat_models():
                 if not self.breakers.is_open(route.provider.name, route.model):
@@ -121,7 +128,7 @@ class Router:
         prefix, sep, rest = model_id.partition("/")
         if sep and rest and prefix in self.providers:
             return Route(self.providers[prefix], rest)
-        found = await self.lookup(model_id)
+        found = await self._find(model_id)
         if found is not None:
             return found
         raise self.not_found(model_id)
@@ -141,14 +148,25 @@ class Router:
         )
 
     async def lookup(self, model_id: str) -> Route | None:
+        """The listed model `model_id` names, by the rules of `resolve` (for `/v1/models/{id}`)."""
+        return await self._find(self._aliases.get(model_id, model_id))
+
+    async def _find(self, model_id: str) -> Route | None:
         """The listed model whose `provider/model` id or bare name is `model_id`; an untagged
-        name also matches Ollama's `name:latest`."""
+        name also matches Ollama's `name:latest`. A bare name that several providers list goes
+        to DEFAULT_PROVIDER when it is one of them, and is otherwise refused, naming them."""
         routes = await self.models()
-        for wanted in (model_id, f"{model_id}:latest"):
-            for route in routes:
-                if wanted in (route.id, route.model):
-                    return route
-        return None
+        for route in routes:
+            if route.id == model_id:
+                return route
+        found = [r for r in routes if r.model in (model_id, f"{model_id}:latest")]
+        providers = {r.provider.name for r in found}
+        if len(providers) > 1:
+            found = [r for r in found if r.provider.name == self._settings.default_provider]
+            if not found:
+                raise _ambiguous(model_id, providers)
+        found.sort(key=lambda r: r.model != model_id)  # `name` before `name:latest`
+        return found[0] if found else None
 
     async def _fallbacks(self, primary: Route, needs: Needs) -> list[Route]:
         model_ids = list(self._settings.fallback_models)
@@ -327,6 +345,15 @@ def _check(route: Route, needs: Needs) -> None:
         raise InvalidRequest(
             f"the model '{route.id}' cannot return more than one choice", param="n"
         )
+
+
+def _ambiguous(model_id: str, providers: set[str]) -> AmbiguousModel:
+    names = sorted(providers)
+    return AmbiguousModel(
+        f"the model '{model_id}' is offered by {' and '.join(names)}: name one as "
+        + " or ".join(f"'{name}/{model_id}'" for name in names)
+        + ", or set DEFAULT_PROVIDER or MODEL_ALIASES"
+    )
 
 
 def _summarise(errors: list[GatewayError]) -> GatewayError:

@@ -87,14 +87,57 @@ def test_retrieve_an_id_with_a_slash_and_a_tag(three_providers: tuple[str, FakeO
 
 def test_retrieve_a_bare_id(three_providers: tuple[str, FakeOllama]) -> None:
     url, _ = three_providers
-    resp = httpx.get(f"{url}/v1/models/gpt-test")
-    assert resp.status_code == 200, resp.text
-    # `openai` comes before `llamacpp` in routing order, as in chat's bare-id resolution.
-    assert resp.json()["id"] == "openai/gpt-test"
-    assert resp.json()["owned_by"] == "openai"
     resp = httpx.get(f"{url}/v1/models/llama3.2:latest")
     assert resp.status_code == 200
     assert resp.json()["id"] == "ollama/llama3.2:latest"
+
+
+def test_a_bare_id_two_providers_list_is_refused_naming_them(
+    three_providers: tuple[str, FakeOllama],
+) -> None:
+    url, _ = three_providers
+    message = (
+        "the model 'gpt-test' is offered by llamacpp and openai: name one as "
+        "'llamacpp/gpt-test' or 'openai/gpt-test', or set DEFAULT_PROVIDER or MODEL_ALIASES"
+    )
+    retrieved = httpx.get(f"{url}/v1/models/gpt-test")
+    chat = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    for resp in (retrieved, chat):
+        assert resp.status_code == 400
+        assert resp.json()["error"] == {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_ambiguous",
+        }
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [{"default_provider": "llamacpp"}, {"model_aliases": ["gpt-test=llamacpp/gpt-test"]}],
+    ids=["DEFAULT_PROVIDER", "MODEL_ALIASES"],
+)
+def test_a_rule_decides_which_provider_a_shared_bare_id_goes_to(
+    make_gateway: MakeGateway,
+    openai_server: tuple[str, OpenAIUpstreamState],
+    ollama_server: tuple[str, FakeOllama],
+    rule: dict[str, Any],
+) -> None:
+    upstream_url, _ = openai_server
+    ollama_url, _ = ollama_server
+    url = make_gateway(ollama_base_url=ollama_url, llamacpp_base_url=upstream_url, **rule)
+    assert httpx.get(f"{url}/v1/models/gpt-test").json()["id"] == "llamacpp/gpt-test"
+    chat = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["model"] == "llamacpp/gpt-test"
+    # a name only one provider lists is not affected
+    assert httpx.get(f"{url}/v1/models/llama3.2").json()["id"] == "ollama/llama3.2:latest"
 
 
 def test_retrieve_an_untagged_ollama_name_as_chat_resolves_it(

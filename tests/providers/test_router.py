@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import ConfigError
 from app.errors import (
+    AmbiguousModel,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
@@ -149,6 +151,24 @@ async def test_resolution_of_bare_prefixed_and_empty_ids() -> None:
     assert (await router(a, b, default_model="b/x").resolve(None)).id == "b/x"
     with pytest.raises(ModelNotFound):
         await r.resolve("missing")
+
+
+async def test_a_bare_id_several_providers_list_needs_a_rule() -> None:
+    a = Scripted("a", {"shared": [None], "mine": [None]})
+    b = Scripted("b", {"shared:latest": [None]})
+    with pytest.raises(AmbiguousModel, match="'a/shared' or 'b/shared'"):
+        await router(a, b).resolve("shared")
+    assert (await router(a, b).resolve("mine")).id == "a/mine"
+    assert (await router(a, b, default_provider="b").resolve("shared")).id == "b/shared:latest"
+    aliased = router(a, b, model_aliases=["fast=b/shared:latest", "shared=a/shared"])
+    assert (await aliased.resolve("fast")).id == "b/shared:latest"
+    assert (await aliased.resolve("shared")).id == "a/shared"
+    assert (await aliased.lookup("fast")) == await aliased.resolve("fast")
+
+
+def test_a_malformed_alias_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="not alias=provider/model"):
+        gateway_settings(model_aliases="fast")
 
 
 async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
