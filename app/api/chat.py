@@ -34,7 +34,12 @@ async def chat_completions(request: Request) -> Response:
     gateway = services(request)
     body = parse_json(await request.body())
     req = validate(ChatCompletionRequest, body)
-    needs = Needs(tools=bool(req.tools), choices=req.n or 1, whole=not req.stream)
+    needs = Needs(
+        tools=bool(req.tools),
+        choices=req.n or 1,
+        whole=not req.stream,
+        custom_tools=any(tool.type == "custom" for tool in req.tools or ()),
+    )
     task = request.headers.get(TASK_HEADER, "").strip()
     if req.stream:
         turn = await gateway.engine.chat(body, needs, task=task)

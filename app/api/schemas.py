@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.errors import InvalidRequest
 
@@ -24,6 +25,13 @@ _PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 MAX_JSON_DEPTH = 128
 """Deepest nesting a request body may have: far more than any real request needs, and far
 below the 254 levels past which orjson cannot serialise what the gateway forwards."""
+
+
+def _named_by_type(value: object, info: ValidationInfo) -> object:
+    """The field the entry's `type` names is required (`function`, or `custom`)."""
+    if value is None and info.data.get("type", "function") == info.field_name:
+        raise PydanticCustomError("missing", "Field required")
+    return value
 
 
 class _Wire(BaseModel):
@@ -44,10 +52,18 @@ class FunctionCall(_Wire):
         return data
 
 
+class CustomCall(_Wire):
+    name: str
+    input: str = ""
+
+
 class ToolCall(_Wire):
     id: str | None = None
-    type: Literal["function"] = "function"
-    function: FunctionCall
+    type: Literal["function", "custom"] = "function"
+    function: FunctionCall | None = Field(None, validate_default=True)
+    custom: CustomCall | None = Field(None, validate_default=True)
+
+    _called = field_validator("function", "custom")(_named_by_type)
 
 
 class Message(_Wire):
@@ -88,9 +104,21 @@ class FunctionDef(_Wire):
     parameters: dict[str, Any] | None = None
 
 
+class CustomDef(_Wire):
+    """OpenAI's free-form tool: the model writes its `input` as text (in a `format`, when
+    given: plain text or a grammar)."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
 class Tool(_Wire):
-    type: Literal["function"] = "function"
-    function: FunctionDef
+    type: Literal["function", "custom"] = "function"
+    function: FunctionDef | None = Field(None, validate_default=True)
+    custom: CustomDef | None = Field(None, validate_default=True)
+
+    _defined = field_validator("function", "custom")(_named_by_type)
 
 
 class StreamOptions(_Wire):

@@ -124,7 +124,7 @@ class Engine:
                 detected=detected,
                 client_tools=client_tools,
                 settings=self._loop,
-                whole=needs.whole,
+                needs=needs,
             )
 
         if self._calls_tools(route):

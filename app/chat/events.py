@@ -40,13 +40,19 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
-    """A piece of a call of one of the client's tools, for the client to run."""
+    """A piece of a call of one of the client's tools, for the client to run: a function's
+    `arguments`, or a `custom` tool's free-form input in the same field."""
 
     index: int
     id: str | None
     name: str | None
     arguments: str
     choice: int = 0
+    custom: bool = False
+
+    @property
+    def type(self) -> Literal["function", "custom"]:
+        return "custom" if self.custom else "function"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ class _Call:
     id: str = ""
     name: str = ""
     arguments: str = ""
+    custom: bool = False
 
     def message(self) -> dict[str, Any]:
         function = {"name": self.name, "arguments": self.arguments or "{}"}
@@ -63,7 +64,7 @@ class ToolLoop:
         detected: Detected | None,
         client_tools: Collection[str],
         settings: LoopSettings,
-        whole: bool,
+        needs: Needs,
     ) -> None:
         self._router = router
         self._registry = registry
@@ -75,7 +76,7 @@ class ToolLoop:
         self._settings = settings
         self._deadline = time.monotonic() + settings.total_timeout
         self._usage: Usage | None = None
-        self._whole = whole
+        self._needs = needs
 
     async def open(self) -> None:
         """Ask the model with the gateway's tools offered and wait for its first chunk, so that
@@ -106,6 +107,7 @@ class ToolLoop:
                         call.id = event.id or call.id
                         call.name += event.name or ""
                         call.arguments += event.arguments
+                        call.custom = event.custom
                     case Finish():
                         finish = event.reason
                     case Usage():
@@ -146,7 +148,10 @@ class ToolLoop:
 
     def _finish(self, client_calls: list[_Call], finish: str) -> list[Event]:
         events: list[Event] = [
-            ToolCallDelta(i, c.id, c.name, c.arguments or "{}") for i, c in enumerate(client_calls)
+            ToolCallDelta(
+                i, c.id, c.name, c.arguments or ("" if c.custom else "{}"), custom=c.custom
+            )
+            for i, c in enumerate(client_calls)
         ]
         if client_calls:
             finish = "tool_calls"
@@ -200,8 +205,7 @@ class ToolLoop:
         else:
             body.pop("tools", None)
             body.pop("parallel_tool_calls", None)
-        needs = Needs(tools=bool(self._client_tools), whole=self._whole)
-        return await self._router.open(self._route, body, needs)
+        return await self._router.open(self._route, body, self._needs)
 
     def _add(self, usage: Usage) -> None:
         total = self._usage
@@ -216,8 +220,9 @@ class ToolLoop:
 
 
 def tool_name(tool: dict[str, Any]) -> str:
-    """The function name of an OpenAI `tools` entry."""
-    return str((tool.get("function") or {}).get("name", ""))
+    """The name of an OpenAI `tools` entry: a function, or a custom tool."""
+    definition = tool.get("custom") if tool.get("type") == "custom" else tool.get("function")
+    return str((definition or {}).get("name", ""))
 
 
 def _with_context(messages: list[dict[str, Any]], outcome: ToolOutcome) -> list[dict[str, Any]]:

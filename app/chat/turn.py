@@ -93,16 +93,15 @@ def _events(choice: dict[str, Any]) -> list[Event]:
     if delta.get("refusal"):
         events.append(Refusal(delta["refusal"], index))
     for position, call in enumerate(delta.get("tool_calls") or ()):
-        function = call.get("function") or {}
-        events.append(
-            ToolCallDelta(
-                call.get("index", position),
-                call.get("id"),
-                function.get("name"),
-                function.get("arguments") or "",
-                index,
-            )
-        )
+        at, call_id = call.get("index", position), call.get("id")
+        if "custom" in call:  # OpenAI's free-form tools: `input` where functions have arguments
+            custom = call["custom"] or {}
+            name, text = custom.get("name"), custom.get("input") or ""
+            events.append(ToolCallDelta(at, call_id, name, text, index, custom=True))
+        else:
+            function = call.get("function") or {}
+            name, text = function.get("name"), function.get("arguments") or ""
+            events.append(ToolCallDelta(at, call_id, name, text, index))
     if choice.get("finish_reason"):
         events.append(Finish(choice["finish_reason"], index))
     return events

@@ -24,6 +24,8 @@ class Capabilities:
     tools: bool = True
     multiple_choices: bool = False
     embeddings: bool = True
+    custom_tools: bool = False
+    """OpenAI's free-form `custom` tools, beside function tools."""
 
 
 @dataclass(frozen=True, slots=True)

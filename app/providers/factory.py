@@ -33,7 +33,7 @@ def build_providers(
                 settings.openai_url,
                 settings.openai_api_key,
                 session,
-                capabilities=Capabilities(multiple_choices=True),
+                capabilities=Capabilities(multiple_choices=True, custom_tools=True),
                 connect_timeout=settings.connect_timeout,
                 request_timeout=settings.request_timeout,
             )

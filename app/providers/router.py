@@ -59,6 +59,8 @@ class Needs:
     only before its first chunk, may be retried and fall back."""
     background: bool = False
     """A background task (a title, tags, …): a local model serves users' turns first."""
+    custom_tools: bool = False
+    """The client's tools include OpenAI's free-form `custom` tools."""
 
 
 class Router:
@@ -340,6 +342,12 @@ def _check(route: Route, needs: Needs) -> None:
     if needs.tools and not caps.tools:
         raise InvalidRequest(
             f"the model '{route.id}' does not support function calling", param="tools"
+        )
+    if needs.custom_tools and not caps.custom_tools:
+        raise InvalidRequest(
+            f"the model '{route.id}' cannot take custom tools (tools[].type 'custom'): "
+            f"{route.provider.name} takes function tools only",
+            param="tools",
         )
     if needs.choices > 1 and not caps.multiple_choices:
         raise InvalidRequest(

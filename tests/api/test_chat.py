@@ -206,6 +206,10 @@ def test_lenient_input_is_accepted_and_normalised(
             {"model": "gpt-test", "messages": USER, "tools": [{"type": "function"}]},
             "tools[0].function",
         ),
+        (
+            {"model": "gpt-test", "messages": USER, "tools": [{"type": "custom"}]},
+            "tools[0].custom",
+        ),
     ],
 )
 def test_bad_requests_get_400_in_openai_shape(

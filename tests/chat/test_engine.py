@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai.types.chat import ChatCompletionCustomToolParam
 
 from app.chat.tasks import task_kind
 from tests.api.sse import sse_events
@@ -186,3 +188,61 @@ def test_the_task_header_marks_a_background_task(
         assert resp.status_code == 200
         sent = upstream.requests[-1]
         assert (sent["messages"][0]["role"] == "system") is persona
+
+
+CUSTOM_TOOL: ChatCompletionCustomToolParam = {
+    "type": "custom",
+    "custom": {"name": "run_python", "description": "Runs Python.", "format": {"type": "text"}},
+}
+
+
+@pytest.mark.parametrize("server_tools", [[], ["calculator"]], ids=["plain", "tool-loop"])
+def test_custom_tools_reach_a_provider_that_takes_them_and_come_back(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, server_tools: list[str]
+) -> None:
+    url = make_gateway(enabled_tools=server_tools)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+    question: list[Any] = [{"role": "user", "content": "say hi in python"}]
+    answer = client.chat.completions.create(
+        model="openai/tool-model", messages=question, tools=[CUSTOM_TOOL]
+    )
+    (call,) = answer.choices[0].message.tool_calls or []
+    assert call.type == "custom"
+    assert (call.custom.name, call.custom.input) == ("run_python", "print('hi')")
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert upstream.requests[0]["tools"][0] == CUSTOM_TOOL
+    stream = client.chat.completions.create(
+        model="openai/tool-model", messages=question, tools=[CUSTOM_TOOL], stream=True
+    )
+    deltas = [d.model_dump() for c in stream for d in c.choices[0].delta.tool_calls or []]
+    assert deltas[0]["type"] == "custom"
+    assert "".join(d["custom"]["input"] for d in deltas) == "print('hi')"
+    follow_up = client.chat.completions.create(
+        model="openai/tool-model",
+        messages=[
+            *question,
+            {"role": "assistant", "tool_calls": [call.model_dump()]},  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": call.id, "content": "hi"},
+        ],
+        tools=[CUSTOM_TOOL],
+    )
+    assert follow_up.choices[0].message.content == "Tool said: hi"
+
+
+def test_custom_tools_are_refused_naming_a_provider_that_cannot_take_them(
+    make_gateway: MakeGateway, openai_server: tuple[str, OpenAIUpstreamState]
+) -> None:
+    upstream_url, _ = openai_server
+    url = make_gateway(llamacpp_base_url=upstream_url)
+    resp = post(
+        url,
+        model="llamacpp/tool-model",
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[CUSTOM_TOOL],
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "tools"
+    assert resp.json()["error"]["message"] == (
+        "the model 'llamacpp/tool-model' cannot take custom tools (tools[].type 'custom'): "
+        "llamacpp takes function tools only"
+    )

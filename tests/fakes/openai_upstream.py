@@ -6,7 +6,8 @@ the scenario:
     gpt-test      "Hello from the fake upstream.", one chunk per word; `echo: X` in the last user
                   message answers X instead
     tool-model    calls the offered tools (the first two in parallel when the last user message
-                  says "parallel"); after a `role: "tool"` message answers "Tool said: ..."
+                  says "parallel"; a custom tool with the input `print('hi')`); after a
+                  `role: "tool"` message answers "Tool said: ..."
     error-500     500          rate-limited  429 + Retry-After: 1      bad-request  400
     long-context  400 context_length_exceeded on `messages`, as OpenAI words it
     flaky         500 `state.flaky_failures` times (counting down), then like gpt-test
@@ -176,6 +177,12 @@ def _tool_calls(body: Json, last_user: str) -> list[Json]:
     count = 2 if "parallel" in last_user and len(tools) >= 2 else 1
     calls = []
     for tool in tools[:count]:
+        if tool.get("type") == "custom":
+            custom = {"name": tool["custom"]["name"], "input": "print('hi')"}
+            calls.append(
+                {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "custom", "custom": custom}
+            )
+            continue
         properties: Json = tool["function"].get("parameters", {}).get("properties", {})
         args = {name: _SAMPLE_ARGS.get(schema.get("type")) for name, schema in properties.items()}
         function = {"name": tool["function"]["name"], "arguments": orjson.dumps(args).decode()}
@@ -242,11 +249,13 @@ def _deltas(pieces: list[str], calls: list[Json]) -> list[Json]:
         return said
     deltas: list[Json] = []
     for index, call in enumerate(calls):
-        name, args = call["function"]["name"], call["function"]["arguments"]
-        head = {"index": index, **call, "function": {"name": name, "arguments": ""}}
+        kind = call["type"]  # function, or custom: its `input` where a function has `arguments`
+        field = "input" if kind == "custom" else "arguments"
+        name, args = call[kind]["name"], call[kind][field]
+        head = {"index": index, **call, kind: {"name": name, field: ""}}
         deltas.append({"tool_calls": [head]})
         deltas += (
-            {"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 8]}}]}
+            {"tool_calls": [{"index": index, kind: {field: args[i : i + 8]}}]}
             for i in range(0, len(args), 8)
         )
     if pieces:

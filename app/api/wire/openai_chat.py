@@ -133,12 +133,12 @@ def _call_delta(event: ev.ToolCallDelta) -> dict[str, Any]:
     call: dict[str, Any] = {"index": event.index}
     if event.id:
         call["id"] = event.id
-        call["type"] = "function"
-    function: dict[str, str] = {}
+        call["type"] = event.type
+    part: dict[str, str] = {}
     if event.name:
-        function["name"] = event.name
-    function["arguments"] = event.arguments
-    call["function"] = function
+        part["name"] = event.name
+    part["input" if event.custom else "arguments"] = event.arguments
+    call[event.type] = part
     return call
 
 
@@ -207,7 +207,7 @@ class _Choice:
         self.finish = "stop"
 
     def add_call(self, event: ev.ToolCallDelta) -> None:
-        slot = self.calls.setdefault(event.index, [None, "", []])
+        slot = self.calls.setdefault(event.index, [None, "", [], event.type])
         slot[0] = event.id or slot[0]
         slot[1] += event.name or ""
         slot[2].append(event.arguments)
@@ -218,10 +218,13 @@ class _Choice:
             message["tool_calls"] = [
                 {
                     "id": call_id or new_id("call_"),
-                    "type": "function",
-                    "function": {"name": name, "arguments": "".join(arguments)},
+                    "type": kind,
+                    kind: {
+                        "name": name,
+                        "input" if kind == "custom" else "arguments": "".join(arguments),
+                    },
                 }
-                for _, (call_id, name, arguments) in sorted(self.calls.items())
+                for _, (call_id, name, arguments, kind) in sorted(self.calls.items())
             ]
             message["content"] = message["content"] or None
         if self.reasoning:
