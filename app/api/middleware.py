@@ -7,6 +7,7 @@ import logging
 import re
 import time
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import RequestTooLarge
@@ -40,25 +41,39 @@ class RequestContextMiddleware:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0
+        reason = ""
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, reason
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            elif 400 <= status < 500 and not reason:
+                reason = _reason(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            elapsed = (time.perf_counter() - started) * 1000
+            method, path = scope["method"], scope["path"]
+            if reason:
+                log.info("%s %s %d %.1fms: %s", method, path, status, elapsed, reason)
+            else:
+                log.info("%s %s %d %.1fms", method, path, status, elapsed)
             request_id.reset(token)
+
+
+def _reason(body: bytes) -> str:
+    """The message of a refusal's error body (OpenAI's or Anthropic's shape), for the access
+    log: the gateway's own words, which name fields but never echo a key or a message's text."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:300] if message else ""
 
 
 class BodySizeLimitMiddleware:

@@ -5,7 +5,10 @@ past it; either way a 413 in OpenAI's shape, and nothing reaches the upstream or
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -96,3 +99,50 @@ def test_bodies_up_to_the_limit_are_answered(make_gateway: MakeGateway) -> None:
         assert resp.status_code == 200, resp.text
     resp = httpx.post(f"{url}/v1/chat/completions", content=chat_body(LIMIT + 1), timeout=30)
     check_413(resp, LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "status", "reason"),
+    [
+        ("sk-wrong-SECRET", {"model": "gpt-test", "messages": []}, 401, "Invalid API key."),
+        (
+            "sk-right",
+            {"model": "gpt-test", "messages": [{"role": "user", "content": "SECRET text"}], "n": 0},
+            400,
+            "Invalid 'n': Input should be greater than or equal to 1",
+        ),
+        (
+            "sk-right",
+            {"model": "nope", "messages": [{"role": "user", "content": "SECRET text"}]},
+            404,
+            "the model 'nope' does not exist",
+        ),
+    ],
+    ids=["401", "400", "404"],
+)
+def test_a_refusal_is_logged_with_its_request_id_status_and_reason(
+    make_gateway: MakeGateway,
+    caplog: pytest.LogCaptureFixture,
+    key: str,
+    body: dict[str, Any],
+    status: int,
+    reason: str,
+) -> None:
+    url = make_gateway(api_keys=["sk-right"])
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        resp = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "req-42"},
+        )
+        assert resp.status_code == status
+        for _ in range(200):  # the line is written once the response is sent
+            if records := [r for r in caplog.records if r.name == "app.access"]:
+                break
+            time.sleep(0.01)
+    (record,) = records
+    line = record.getMessage()
+    assert line.startswith(f"POST /v1/chat/completions {status} ")
+    assert reason in line
+    assert record.request_id == "req-42"  # type: ignore[attr-defined]
+    assert "SECRET" not in line
