@@ -7,7 +7,8 @@ blocks its `tool_calls`, a user's `tool_result` blocks `role: "tool"` messages a
 of that user message (a result's images go into it, since a tool message holds only text), and
 the client's `thinking` blocks are dropped. `tools` become functions, `tool_choice` the chat
 tool choice (`any` is "required") and `disable_parallel_tool_use` `parallel_tool_calls: false`,
-`stop_sequences` `stop`, `metadata.user_id` `user`; `top_k` has no equivalent and is dropped.
+`stop_sequences` `stop`, `metadata.user_id` `user`, `output_config.format` (a JSON schema)
+`response_format`; `top_k` and `output_config.effort` have no equivalent and are dropped.
 The server tools Anthropic runs itself (web search, bash, ...) are refused with a 400.
 """
 
@@ -62,6 +63,15 @@ class Metadata(_Wire):
     user_id: str | None = None
 
 
+class OutputFormat(_Wire):
+    type: Literal["json_schema"]
+    json_schema: Json = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    format: OutputFormat | None = None
+
+
 class TokenCountRequest(_Wire):
     """What `/v1/messages/count_tokens` reads: the conversation of a Messages request."""
 
@@ -81,6 +91,7 @@ class MessagesRequest(TokenCountRequest):
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)
     metadata: Metadata | None = None
+    output_config: OutputConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,9 @@ def decode(req: MessagesRequest) -> Decoded:
         body["top_p"] = req.top_p
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
+    if req.output_config is not None and req.output_config.format is not None:
+        schema = {"name": "output", "schema": req.output_config.format.json_schema}
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
     if req.stream:
         body["stream"] = True
     thinking = req.thinking is not None and req.thinking.type != "disabled"
