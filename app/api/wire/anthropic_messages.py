@@ -115,8 +115,10 @@ class _Blocks:
 
     def frames(self, event: ev.Event) -> list[Json]:
         match event:
-            case ev.Text(text=text) | ev.Refusal(text=text):
-                self._refused = self._refused or type(event) is ev.Refusal
+            case ev.Text(text=text):
+                return self._into("text", {"type": "text", "text": ""}, "text_delta", text)
+            case ev.Refusal(text=text):
+                self._refused = True
                 return self._into("text", {"type": "text", "text": ""}, "text_delta", text)
             case ev.Reasoning(text=text):
                 if not self._thinking:
