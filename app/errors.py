@@ -1,4 +1,5 @@
-"""Every error the gateway raises on purpose, mapped once to OpenAI's error body.
+"""Every error the gateway raises on purpose, mapped once to OpenAI's error body (and, on the
+Anthropic Messages API's paths, to Anthropic's: `body_at`).
 
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error (param names the field)
@@ -21,6 +22,10 @@
 
 A tool refuses bad input with `InvalidRequest` (naming the argument in `param`).
 
+Anthropic's body names a type by the status alone: 400 invalid_request_error, 401
+authentication_error, 403 permission_error, 404 not_found_error, 413 request_too_large, 429
+rate_limit_error, 500 and 502 api_error, 503 and 529 overloaded_error, 504 timeout_error.
+
 Any of them may carry `retry_after` seconds, sent as a `Retry-After` header. `retryable` tells
 the router whether a fallback may help. Errors raised after the first streamed byte are sent
 in-band instead of as a status.
@@ -29,6 +34,27 @@ in-band instead of as a status.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+ANTHROPIC_PATH = "/v1/messages"
+"""The Anthropic Messages API: this path and those under it answer errors in Anthropic's shape."""
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def speaks_anthropic(path: str) -> bool:
+    """Whether a request to `path` is one of the Anthropic Messages API's."""
+    return path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/")
 
 
 class GatewayError(Exception):
@@ -54,6 +80,16 @@ class GatewayError(Exception):
                 "code": self.code,
             }
         }
+
+    def anthropic_body(self) -> dict[str, Any]:
+        default = "api_error" if self.status >= 500 else "invalid_request_error"
+        kind = _ANTHROPIC_TYPES.get(self.status, default)
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def body_at(self, path: str) -> dict[str, Any]:
+        """The body of this error for a request to `path`: Anthropic's on its Messages API,
+        OpenAI's everywhere else."""
+        return self.anthropic_body() if speaks_anthropic(path) else self.body()
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:

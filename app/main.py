@@ -12,7 +12,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import cache, chat, docs, embeddings, health, models, sessions, tools
+from app.api import anthropic, cache, chat, docs, embeddings, health, models, sessions, tools
 from app.api.deps import State
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -58,6 +58,7 @@ def create_app(
     app.include_router(tools.seed_router)
     app.include_router(cache.router)
     app.include_router(sessions.router)
+    app.include_router(anthropic.router)
     install_error_handlers(app)
     install_openapi(app)
     install_auth(

@@ -92,7 +92,7 @@ class BodySizeLimitMiddleware:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if int(value) > self.limit:
-                    await send_error(send, self._too_large())
+                    await send_error(scope, send, self._too_large())
                 else:
                     await self.app(scope, receive, send)
                 return

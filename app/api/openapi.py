@@ -1,6 +1,6 @@
 """The OpenAPI document: every route's request body and the errors it really answers with, each
-an OpenAI error body; and the chat route, a plain Starlette route (for speed) that FastAPI would
-otherwise leave out.
+an OpenAI error body (Anthropic's on the Messages API's paths); and the chat route, a plain
+Starlette route (for speed) that FastAPI would otherwise leave out.
 
 Routes read and validate their own bodies (so that bad input is a 400 naming the field), hence
 `request_body()` for their documentation. FastAPI's 422 never happens (a bad parameter is a 400
@@ -11,13 +11,15 @@ against a key's limits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app.api.schemas import ChatCompletionRequest
+from app.api.wire.anthropic_request import MessagesRequest, TokenCountRequest
+from app.errors import speaks_anthropic
 from app.security.auth import HEALTH_PATHS
 from app.security.ratelimit import counted
 
@@ -35,6 +37,18 @@ class ErrorBody(BaseModel):
     """OpenAI's error body, the answer to every request that fails."""
 
     error: ErrorDetail
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorBody(BaseModel):
+    """Anthropic's error body, the answer to every request to its Messages API that fails."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
 
 
 _ERRORS = {
@@ -66,9 +80,25 @@ def request_body(schema: type[BaseModel] | dict[str, Any], required: bool = True
     return {"requestBody": {"required": required, "content": content}}
 
 
+def ref(model: type[BaseModel]) -> dict[str, Any]:
+    """A reference to `model`, one of the document's components (`_COMPONENTS`)."""
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
 def _error(status: int) -> dict[str, Any]:
-    content = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
+    content = {"application/json": {"schema": ref(ErrorBody)}}
     return {"description": _ERRORS[status], "content": content}
+
+
+_COMPONENTS = (
+    ErrorBody,
+    AnthropicErrorBody,
+    ChatCompletionRequest,
+    MessagesRequest,
+    TokenCountRequest,
+)
+"""The models in the document's components: the error bodies, and request bodies that nest
+models."""
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -76,7 +106,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ErrorBody, ChatCompletionRequest):
+            for model in _COMPONENTS:
                 definition = model.model_json_schema(ref_template=_REF)
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
@@ -94,7 +124,7 @@ def install_openapi(app: FastAPI) -> None:
 
 def _complete(path: str, operation: dict[str, Any]) -> None:
     """Without FastAPI's 422; with the errors of authentication, rate limiting and, for a
-    request with a body, its size (MAX_REQUEST_BYTES)."""
+    request with a body, its size (MAX_REQUEST_BYTES); in Anthropic's shape on its paths."""
     responses: dict[str, Any] = operation["responses"]
     responses.pop("422", None)
     if "requestBody" in operation:
@@ -104,6 +134,11 @@ def _complete(path: str, operation: dict[str, Any]) -> None:
         if counted(path):
             responses.setdefault("429", _error(429))
             responses.setdefault("503", _error(503))
+    if speaks_anthropic(path):
+        anthropic = {"application/json": {"schema": ref(AnthropicErrorBody)}}
+        for status, response in responses.items():
+            if int(status) >= 400:
+                responses[status] = {**response, "content": anthropic}
     operation["responses"] = dict(sorted(responses.items()))
 
 
@@ -111,7 +146,7 @@ def _chat_operation() -> dict[str, Any]:
     return {
         "summary": "Create a chat completion (OpenAI's wire format, streamed or not)",
         "operationId": "chat_completions",
-        **request_body({"$ref": _REF.format(model="ChatCompletionRequest")}),
+        **request_body(ref(ChatCompletionRequest)),
         "responses": {
             "200": {
                 "description": "A chat.completion, or with stream=true server-sent "

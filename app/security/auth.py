@@ -1,5 +1,5 @@
-"""Bearer-key authentication for every route but health and the API's documentation, and the
-identity of each request."""
+"""API-key authentication (`Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>`) for
+every route but health and the API's documentation, and the identity of each request."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ _CHALLENGE = [(b"www-authenticate", b"Bearer")]
 
 
 class BearerAuthMiddleware:
-    """Answers 401 with an OpenAI error body unless `Authorization: Bearer <key>` carries a key
-    of `store`; puts the key's `Identity` in `request.state.identity` (ANONYMOUS on the
-    `public` paths and those under `public_prefixes`)."""
+    """Answers 401 with an error body unless `Authorization: Bearer <key>` (or, without a bearer
+    token, `x-api-key: <key>`) carries a key of `store`; puts the key's `Identity` in
+    `request.state.identity` (ANONYMOUS on the `public` paths and those under
+    `public_prefixes`)."""
 
     def __init__(
         self,
@@ -57,28 +58,31 @@ class BearerAuthMiddleware:
             state["identity"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        header = b""
+        header = api_key = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value
-                break
+            elif name == b"x-api-key":
+                api_key = value.strip()
         scheme, _, token = header.partition(b" ")
         token = token.strip()
-        bearer = scheme.lower() == b"bearer" and bool(token)
-        identity = self._store.lookup(token) if bearer else None
+        if not (scheme.lower() == b"bearer" and token):
+            token = api_key
+        identity = self._store.lookup(token) if token else None
         if identity is not None:
             state["identity"] = identity
             await self.app(scope, receive, send)
             return
-        await send_error(send, AuthenticationFailed(_refusal(header, bearer)), _CHALLENGE)
+        error = AuthenticationFailed(_refusal(header, bool(token)))
+        await send_error(scope, send, error, _CHALLENGE)
 
 
-def _refusal(header: bytes, bearer: bool) -> str:
-    if bearer:
+def _refusal(header: bytes, key_given: bool) -> str:
+    if key_given:
         return "Invalid API key."
     if header:
         return "Invalid Authorization header: send 'Authorization: Bearer <key>'."
-    return "Missing API key: send 'Authorization: Bearer <key>'."
+    return "Missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
 
 
 class AnonymousMiddleware:

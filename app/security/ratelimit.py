@@ -34,13 +34,15 @@ async def charge(request: HTTPConnection, tokens: int) -> None:
 
 
 async def send_error(
-    send: Send, error: GatewayError, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope, send: Send, error: GatewayError, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    """Answer with `error`'s status and OpenAI body, from a middleware."""
+    """Answer the request of `scope` with `error`'s status and body (in the shape of the API
+    the request was for), from a middleware."""
     head = [(b"content-type", b"application/json"), *(headers or [])]
     head.extend((name.lower().encode(), value.encode()) for name, value in error.headers().items())
     await send({"type": "http.response.start", "status": error.status, "headers": head})
-    await send({"type": "http.response.body", "body": orjson.dumps(error.body())})
+    body = orjson.dumps(error.body_at(scope["path"]))
+    await send({"type": "http.response.body", "body": body})
 
 
 def counted(path: str) -> bool:
@@ -71,6 +73,6 @@ class RateLimitMiddleware:
                 services: _Limited = state["services"]
                 error = await services.limiter.check(identity)
                 if error is not None:
-                    await send_error(send, error)
+                    await send_error(scope, send, error)
                     return
         await self.app(scope, receive, send)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import MakeGateway
 
 ERROR_REF = "#/components/schemas/ErrorBody"
+ANTHROPIC_ERROR_REF = "#/components/schemas/AnthropicErrorBody"
 NOT_ERROR_BODIES = {("get", "/v1/health"), ("get", "/v1/health/ready"), ("get", "/cache/health")}
 """Their 503 is the route's own report, not an error."""
 UPSTREAM = {"400", "401", "404", "413", "429", "502", "503", "504"}
@@ -50,7 +51,7 @@ def test_422_appears_nowhere(document: dict[str, Any]) -> None:
 
 def test_every_post_route_documents_its_json_body(document: dict[str, Any]) -> None:
     posts = [(path, op) for method, path, op in operations(document) if method == "post"]
-    assert len(posts) == 8
+    assert len(posts) == 10
     for path, operation in posts:
         body = operation.get("requestBody")
         assert body is not None, path
@@ -65,7 +66,7 @@ def test_every_post_route_documents_its_json_body(document: dict[str, Any]) -> N
     assert tool["content"]["application/json"]["schema"]["type"] == "object"
 
 
-def test_every_error_response_is_an_openai_error_body(document: dict[str, Any]) -> None:
+def test_every_error_response_is_an_error_body_of_its_api(document: dict[str, Any]) -> None:
     error = document["components"]["schemas"]["ErrorBody"]
     assert error["required"] == ["error"]
     detail = document["components"]["schemas"]["ErrorDetail"]
@@ -75,7 +76,8 @@ def test_every_error_response_is_an_openai_error_body(document: dict[str, Any]) 
             if int(status) < 400 or (method, path) in NOT_ERROR_BODIES:
                 continue
             schema = response["content"]["application/json"]["schema"]
-            assert schema == {"$ref": ERROR_REF}, (method, path, status)
+            ref = ANTHROPIC_ERROR_REF if path.startswith("/v1/messages") else ERROR_REF
+            assert schema == {"$ref": ref}, (method, path, status)
             assert response["description"]
 
 
@@ -91,12 +93,14 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         ("post", "/v1/chat/completions", UPSTREAM),
         ("post", "/v1/embeddings", UPSTREAM),
         ("get", "/v1/models", {"401"}),
-        ("get", "/v1/models/{model_id}", {"401", "404"}),
+        ("get", "/v1/models/{model_id}", {"400", "401", "404"}),
         ("get", "/v1/tools", {"401", "429", "503"}),
         ("post", "/v1/tools/{name}", UPSTREAM),
         ("post", "/api/v1/tools/search", UPSTREAM),
         ("post", "/chat", UPSTREAM),
         ("post", "/v1/chat/stream", UPSTREAM),
+        ("post", "/v1/messages", UPSTREAM),
+        ("post", "/v1/messages/count_tokens", {"400", "401", "404", "413", "429", "503"}),
         ("get", "/v1/sessions", {"400", "401", "429", "503"}),
         ("get", "/v1/sessions/{session_id}", {"400", "401", "404", "429", "503"}),
         ("delete", "/cache/invalidate/{name}", {"400", "401", "429", "503"}),

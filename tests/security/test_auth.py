@@ -95,6 +95,20 @@ def test_each_key_works(url: str, prefix: str, method: str, path: str, body: Any
     assert resp.status_code == 200, resp.text
 
 
+@ROUTES
+@PREFIXES
+def test_a_key_in_x_api_key_works_too(
+    url: str, prefix: str, method: str, path: str, body: Any
+) -> None:
+    """Anthropic's clients send their key as `x-api-key`."""
+    headers = {"x-api-key": "k2"}
+    resp = httpx.request(method, f"{url}{prefix}{path}", json=body, headers=headers, timeout=20)
+    assert resp.status_code == 200, resp.text
+    headers["x-api-key"] = "k3"
+    wrong = httpx.request(method, f"{url}{prefix}{path}", json=body, headers=headers, timeout=20)
+    assert assert_401(wrong)["message"] == "Invalid API key."
+
+
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
 def test_the_bearer_scheme_is_case_insensitive(url: str, scheme: str) -> None:
     resp = call(url, *MODELS[:2], None, f"{scheme} k2")

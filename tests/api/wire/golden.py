@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from app.api.wire import chat_json, chat_stream, openai_chat
+from app.api.wire import anthropic_messages, chat_json, chat_stream, openai_chat
 from app.chat.events import Event
 from app.chat.replay import play
 from app.chat.turn import Turn
@@ -64,6 +64,20 @@ async def chat_body(turn: Turn) -> bytes:
     return await _json(await chat_json.body(turn))
 
 
+async def anthropic_stream(turn: Turn) -> bytes:
+    options = anthropic_messages.Options(thinking=True, input_tokens=9)
+    return await joined(anthropic_messages.stream(turn, options))
+
+
+async def anthropic_stream_plain(turn: Turn) -> bytes:
+    return await joined(anthropic_messages.stream(turn, anthropic_messages.Options()))
+
+
+async def anthropic_message(turn: Turn) -> bytes:
+    options = anthropic_messages.Options(thinking=True)
+    return await _json(await anthropic_messages.message(turn, options))
+
+
 WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.sse": openai_stream,
     "openai_chat_plain.sse": openai_stream_plain,
@@ -71,6 +85,9 @@ WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.json": openai_completion,
     "chat_stream.sse": stream_events,
     "chat.json": chat_body,
+    "anthropic_messages.sse": anthropic_stream,
+    "anthropic_messages_plain.sse": anthropic_stream_plain,
+    "anthropic_messages.json": anthropic_message,
 }
 
 
