@@ -58,6 +58,8 @@ class Needs:
     only before its first chunk, may be retried and fall back."""
     background: bool = False
     """A background task (a title, tags, …): a local model serves users' turns first."""
+    completion: bool = False
+    """A raw completion of the body's prompt (`Provider.stream_completion`), not a chat."""
 
 
 class Router:
@@ -240,9 +242,7 @@ class Router:
                     )
                 )
                 return None
-            stream = route.provider.stream_chat(
-                route.model, _fitted(route, body), background=needs.background
-            )
+            stream = _start(route, body, needs)
             rest: AsyncGenerator[Chunk, None] = stream
             try:
                 first = await anext(stream)
@@ -291,6 +291,13 @@ class Router:
             return wait if wait <= cap else None
         base = min(cap, self._settings.retry_backoff * 2.0**attempt)
         return base / 2 + random.uniform(0, base / 2)
+
+
+def _start(route: Route, body: dict[str, Any], needs: Needs) -> AsyncGenerator[Chunk, None]:
+    provider, background = route.provider, needs.background
+    if needs.completion:
+        return provider.stream_completion(route.model, body, background=background)
+    return provider.stream_chat(route.model, _fitted(route, body), background=background)
 
 
 async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:
