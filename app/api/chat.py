@@ -46,7 +46,7 @@ async def chat_completions(request: Request) -> Response:
         if _billed(request, turn):
             events = _metered(request, turn, events)
         return EventStream(events, headers={**sse.HEADERS, **_headers(turn)})
-    turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs, task))
+    turn, completion = await unless_gone(request, _whole(gateway.engine, body, needs, task))
     return JSON(
         completion,
         headers=_headers(turn) or None,
@@ -94,7 +94,7 @@ async def _charge(request: Request, turn: Turn) -> None:
         await charge(request, turn.usage.prompt_tokens + turn.usage.completion_tokens)
 
 
-async def _unless_gone(request: Request, work: Awaitable[_T]) -> _T:
+async def unless_gone(request: Request, work: Awaitable[_T]) -> _T:
     """The whole answer; a client that leaves first cancels it, and so the upstream request
     (Starlette does this for streams, not for plain responses). Only answers slower than
     `_WATCH_AFTER` seconds pay for a watcher task."""
