@@ -3,7 +3,8 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
 
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error (param names the field)
-    │   └── UpstreamRejected        400 with the upstream's own type, code and param
+    │   ├── UpstreamRejected        400 with the upstream's own type, code and param
+    │   └── NoCompletions           400, the upstream has no raw completions: ask it to chat
     ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
     ├── NotFound                    404 not_found
@@ -126,6 +127,13 @@ class UpstreamRejected(InvalidRequest):
         body["error"]["type"] = self.error_type
         body["error"]["code"] = self.error_code
         return body
+
+
+class NoCompletions(InvalidRequest):
+    """A provider (or one of its models) without raw prompt completions (`/completions`): the
+    engine asks it through a chat instead."""
+
+    code = "completions_unsupported"
 
 
 class RequestTooLarge(GatewayError):

@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from app.providers.base_prompt import DEFAULT_MAX_TOKENS
 from tests.conftest import MakeGateway
+from tests.json_schema import conforms
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,81 @@ def test_hello_gets_a_short_answer_that_stops_by_itself(local_gateway: str) -> N
         assert body["choices"][0]["finish_reason"] == "stop", answer
         assert body["usage"]["completion_tokens"] < DEFAULT_MAX_TOKENS
         assert not [phrase for phrase in phrases if phrase.lower() in answer.lower()], answer
+
+
+def test_a_prompt_is_completed_natively_as_is(local_gateway: str) -> None:
+    """/v1/completions on a base model: its natural use, no dialogue frame and no persona."""
+    sdk = openai.OpenAI(base_url=f"{local_gateway}/v1", api_key="unused", max_retries=0)
+    whole = sdk.completions.create(
+        model="local/gemma-3-270m", prompt="def fibonacci(n):", max_tokens=8, temperature=0
+    )
+    assert whole.object == "text_completion"
+    assert whole.choices[0].text.strip()
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage is not None
+    assert whole.usage.completion_tokens == 8
+    assert whole.usage.prompt_tokens < 10  # the prompt alone
+
+    chunks = list(
+        sdk.completions.create(
+            model="local/gemma-3-270m",
+            prompt="def fibonacci(n):",
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 8
+
+
+CITY = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "population": {"type": "integer"},
+    },
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", ["json_object", "json_schema"])
+def test_response_format_gives_json_that_parses_and_matches(
+    local_gateway: str, kind: str, stream: bool
+) -> None:
+    sdk = openai.OpenAI(base_url=f"{local_gateway}/v1", api_key="unused", max_retries=0)
+    """Any JSON object is a free rein that the 270M model may fill until max_tokens (then the
+    answer is cut, finish_reason "length"): it is asked something it answers briefly."""
+    response_format: Any = {"type": "json_object"}
+    question = "What is 2+2?"
+    if kind == "json_schema":
+        schema = {"name": "city", "schema": CITY, "strict": True}
+        response_format = {"type": "json_schema", "json_schema": schema}
+        question = "Name a big city and its population."
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": question}]
+    asked: dict[str, Any] = {
+        "model": "local/gemma-3-270m",
+        "messages": messages,
+        "response_format": response_format,
+        "max_tokens": 60,
+        "seed": 3,
+    }
+    if stream:
+        chunks = list(sdk.chat.completions.create(**asked, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    else:
+        answer = sdk.chat.completions.create(**asked)
+        text, finish = answer.choices[0].message.content or "", answer.choices[0].finish_reason
+    assert finish == "stop", text
+    value = json.loads(text)
+    assert isinstance(value, dict), text
+    if kind == "json_schema":
+        assert conforms(value, CITY), text
 
 
 def test_out_of_the_box_default_is_the_local_model(local_gateway: str) -> None:

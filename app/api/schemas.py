@@ -153,6 +153,85 @@ class ChatCompletionRequest(_Wire):
         return value
 
 
+class CompletionRequest(_Wire):
+    """The legacy `/v1/completions` request. What the gateway cannot do is refused here, by name:
+    token-id prompts, `echo`, `suffix`, `logprobs` and `best_of` above 1."""
+
+    model: str | None = None
+    prompt: str | list[str]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | dict[str, Any] | None = None
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = Field(None, ge=1)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("prompt must not be an empty list")
+            if not all(isinstance(item, str) for item in value):
+                raise ValueError(
+                    "prompts as token ids are not supported: send the prompt as text "
+                    "(a string or a list of strings)"
+                )
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _needs_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _four_stops(cls, value: str | list[str] | None) -> object:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool | None) -> object:
+        if value:
+            raise ValueError("echo is not supported: the answer holds only the completion")
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> object:
+        if value:
+            raise ValueError("suffix (fill in the middle) is not supported")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> object:
+        if value is not None:
+            raise ValueError("logprobs are not supported on /v1/completions")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _no_best_of(cls, value: int | None) -> object:
+        if value is not None and value > 1:
+            raise ValueError("best_of above 1 is not supported: ask for n choices instead")
+        return value
+
+
 class EmbeddingRequest(_Wire):
     model: str | None = None
     input: str | list[str] | list[int] | list[list[int]]

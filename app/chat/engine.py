@@ -12,24 +12,31 @@ native tools with every chat) answers without them: they are not sent, the turn 
 
 OpenWebUI's background tasks (titles, tags, follow-ups, … see `chat/tasks.py`) go out as sent:
 no persona, no tools, to TASK_MODEL when it is set, behind the users' turns on a local model.
+
+A raw completion (`complete`) is a turn of its own kind: its prompts continued as they are
+(`chat/completion.py`), with no persona, tools or cache.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from app.chat.completion import as_chat, in_order
 from app.chat.context import text_of
+from app.chat.events import Event
 from app.chat.persona import Persona
 from app.chat.replay import replayed, store
 from app.chat.tasks import task_kind
 from app.chat.tool_loop import LoopSettings, ToolLoop, tool_name
 from app.chat.turn import Turn, read
 from app.config import ProviderSettings, ToolSettings
-from app.errors import GatewayError, InvalidRequest
-from app.providers.router import Needs, Route, Router
+from app.errors import GatewayError, InvalidRequest, NoCompletions
+from app.ids import new_id
+from app.providers.router import Needs, OpenStream, Route, Router
 from app.state.cache import Caches
 from app.tools import detector
 from app.tools.detector import Detected
@@ -94,6 +101,31 @@ class Engine:
         if turn.model == route.id:  # not a fallback's answer
             store(turn, cache, key, self._caches.tools.ttl)
         return turn
+
+    async def complete(self, body: dict[str, Any], needs: Needs) -> Turn:
+        """The turn of `body`, a validated completions request whose `prompt` is a list of
+        strings, each continued as is, in order, within one TOTAL_TIMEOUT. Natively where the
+        provider completes prompts, else as a chat (retries, breakers and fallbacks either
+        way). The first prompt's first chunk has come."""
+        route = await self.router.resolve(body.get("model"))
+        deadline = time.monotonic() + self._total_timeout
+
+        async def opened(prompt: str) -> OpenStream:
+            one = {**body, "prompt": prompt}
+            try:
+                return await self.router.open(route, one, replace(needs, completion=True))
+            except NoCompletions:
+                return await self.router.open(route, as_chat(one), needs)
+
+        async def answer(prompt: str) -> AsyncIterator[Event]:
+            return read(await opened(prompt), deadline, self._total_timeout)
+
+        prompts: list[str] = body["prompt"]
+        first = await opened(prompts[0])
+        events = read(first, deadline, self._total_timeout)
+        return Turn(
+            first.route.id, in_order(events, prompts, answer, needs.choices), id=new_id("cmpl-")
+        )
 
     async def _task(self, body: dict[str, Any], kind: str, needs: Needs) -> Turn:
         """A background task's turn: the request as sent, to TASK_MODEL when it is set."""

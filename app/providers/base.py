@@ -1,10 +1,10 @@
 """What every provider offers the router.
 
-A provider speaks one upstream's wire format and hides it: requests arrive as an OpenAI chat body
-(with `model` already the provider's own, bare name) and answers leave as OpenAI
-`chat.completion.chunk` dicts. A provider translates its transport's errors into `app.errors`
-once, at its boundary, and never retries: retries, fallback and circuit breaking belong to the
-router.
+A provider speaks one upstream's wire format and hides it: requests arrive as an OpenAI chat body,
+or a completions body of one prompt for a raw completion (with `model` already the provider's own,
+bare name), and answers leave as OpenAI `chat.completion.chunk` dicts. A provider translates its
+transport's errors into `app.errors` once, at its boundary, and never retries: retries, fallback
+and circuit breaking belong to the router.
 """
 
 from __future__ import annotations
@@ -55,6 +55,15 @@ class Provider(Protocol):
         may add one usage chunk. Closing the iterator early cancels the upstream request.
         `background`: a background task, which a provider that serves one generation at a
         time puts behind users' turns."""
+        ...
+
+    def stream_completion(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
+        """Stream the raw completion of `body["prompt"]` (one string), continued as is: no chat
+        template, no persona. `body` is an OpenAI completions request; the chunks are shaped as
+        `stream_chat`'s (the text in `delta.content`). Raises `NoCompletions` when the upstream
+        (or the model) has no such operation, as `stream_chat` would fail otherwise."""
         ...
 
     async def embed(

@@ -7,6 +7,10 @@ result is in the conversation), the conversation as `User:` / `Assistant:` lines
 `Assistant:` line. Generation stops where the model starts the next turn or a new paragraph;
 unless the request says otherwise, answers are short and sampled near-greedily.
 
+An answer asked for as JSON (`response_format`; llama.cpp's grammar makes it one) gets the same
+frame, with the description saying so (and giving the schema) and the examples answered as JSON
+objects, so that the model has seen what to put inside the braces and when to close them.
+
 The gateway puts its persona in front of the system message (`app/chat/persona.py`); here it
 is recognised and reduced to the one-line description, which names the persona. What else the
 system message says (the client's own instructions, a session's summary) stays, on its own lines
@@ -17,6 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 BASE_FORMAT = "base"
 """The LOCAL_CHAT_FORMAT value that asks for this framing (the packaged model's default; a GGUF
@@ -71,13 +78,11 @@ class PersonaText:
     instructions: str = ""
 
 
-def describe(name: str) -> str:
+def describe(name: str, *, json: bool = False) -> str:
     """The one line that stands for the persona at the top of the transcript."""
     who = name.strip() or ASSISTANT
-    return (
-        f"A conversation between a user and {who}, a helpful assistant "
-        "that answers in one or two short, accurate sentences."
-    )
+    answers = "with one short JSON object" if json else "in one or two short, accurate sentences"
+    return f"A conversation between a user and {who}, a helpful assistant that answers {answers}."
 
 
 def without_persona(system: str, persona: PersonaText) -> str:
@@ -90,9 +95,16 @@ def without_persona(system: str, persona: PersonaText) -> str:
     return text
 
 
-def render(messages: Sequence[Mapping[str, str]], persona: PersonaText = PersonaText()) -> str:
+def render(
+    messages: Sequence[Mapping[str, str]],
+    persona: PersonaText = PersonaText(),
+    *,
+    json: bool = False,
+    schema: dict[str, Any] | None = None,
+) -> str:
     """The prompt for `messages` (roles system, developer, user, assistant, tool; text content):
-    description, system lines, examples, the conversation, then an open assistant line."""
+    description, system lines, examples, the conversation, then an open assistant line. `json`:
+    the answer is a JSON object (matching `schema`, when given)."""
     system: list[str] = []
     turns: list[tuple[str, str]] = []
     for message in messages:
@@ -102,9 +114,13 @@ def render(messages: Sequence[Mapping[str, str]], persona: PersonaText = Persona
                 system.append(rest)
         elif text.strip():
             turns.append((_LABELS.get(role, USER), text.strip()))
-    lines = [describe(persona.name), *system, ""]
+    lines = [describe(persona.name, json=json)]
+    if schema is not None:
+        lines.append("Every answer matches this JSON schema: " + orjson.dumps(schema).decode())
+    lines += [*system, ""]
     tool_result = any(label == _LABELS["tool"] or TOOL_RESULT_END in text for label, text in turns)
     for question, answer in (*EXAMPLES, TOOL_EXAMPLE) if tool_result else EXAMPLES:
-        lines += [f"{USER}: {question}", f"{ASSISTANT}: {answer}"]
+        shown = orjson.dumps({"answer": answer}).decode() if json else answer
+        lines += [f"{USER}: {question}", f"{ASSISTANT}: {shown}"]
     lines += [f"{label}: {text}" for label, text in turns]
     return "\n".join([*lines, f"{ASSISTANT}:"])

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from app.errors import (
 )
 from app.providers.base import Capabilities, Chunk, Embeddings
 from app.providers.base_prompt import BASE_FORMAT, PersonaText
-from app.providers.local_worker import Done, generate, parse
+from app.providers.local_worker import Done, Request, generate, parse, parse_completion
 from app.providers.turns import Ticket, Turns
 
 if TYPE_CHECKING:
@@ -156,13 +156,32 @@ class LocalProvider:
         finally:
             self._turns.release()
 
-    async def stream_chat(
+    def stream_chat(
         self, model: str, body: dict[str, Any], *, background: bool = False
     ) -> AsyncGenerator[Chunk, None]:
+        cap = self._settings.local_max_tokens
+        return self._generate(
+            model, lambda spec: parse(spec.name, spec.chat_format, body, cap), background
+        )
+
+    def stream_completion(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
+        """The prompt continued as is: a base model's natural use, no dialogue around it."""
+        cap = self._settings.local_max_tokens
+        return self._generate(
+            model, lambda spec: parse_completion(spec.name, body, cap), background
+        )
+
+    async def _generate(
+        self, model: str, read: Callable[[LocalModel], Request], background: bool
+    ) -> AsyncGenerator[Chunk, None]:
+        """The answer to the request `read` makes of the body, generated when the model is free
+        (`Turns`: users' turns first), its tokens as chunks."""
         spec = await self._spec()
         if model != spec.name:
             raise ModelNotFound(f"local: no model '{model}'; the embedded model is '{spec.name}'")
-        request = parse(spec.name, spec.chat_format, body, self._settings.local_max_tokens)
+        request = read(spec)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Done | BaseException] = asyncio.Queue()
         ticket = Ticket(background)

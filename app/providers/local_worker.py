@@ -1,5 +1,6 @@
 """The embedded model's side of a request: the OpenAI body read into a `Request`, and the
-generation that runs in the provider's worker thread (prompt, sampling, stop sequences)."""
+generation that runs in the provider's worker thread (prompt, sampling, stop sequences, and the
+grammar a JSON answer must match)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from app.errors import InvalidRequest, UpstreamError
 from app.providers.base_prompt import (
@@ -23,13 +26,23 @@ from app.providers.base_prompt import (
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import ChatFormatter
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 _IMAGE_PARTS = ("image_url", "input_image", "image")
 
 
 @dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """`response_format`: the answer is one JSON object, matching `schema` when there is one."""
+
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     messages: list[dict[str, str]]
+    prompt: str | None
+    """A raw completion's text, continued as is (then `messages` is empty)."""
     max_tokens: int | None
     """As asked (at most `cap`), or None for the model's default."""
     cap: int
@@ -38,6 +51,9 @@ class Request:
     seed: int | None
     temperature: float | None
     top_p: float | None
+    presence_penalty: float
+    frequency_penalty: float
+    json: JsonAnswer | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,32 @@ def parse(
         if first_user is None:
             messages.insert(0, first_user := {"role": "user", "content": ""})
         first_user["content"] = "\n\n".join([*system, first_user["content"]]).strip()
+    return _request(model, body, max_tokens_cap, messages=messages)
+
+
+def parse_completion(model: str, body: dict[str, Any], max_tokens_cap: int) -> Request:
+    """The raw completion of `body["prompt"]` (one string) for `model`, or `InvalidRequest`."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise InvalidRequest(
+            f"the local model '{model}' completes one text prompt at a time", param="prompt"
+        )
+    return _request(model, body, max_tokens_cap, prompt=prompt)
+
+
+def _request(
+    model: str,
+    body: dict[str, Any],
+    max_tokens_cap: int,
+    *,
+    messages: list[dict[str, str]] | None = None,
+    prompt: str | None = None,
+) -> Request:
+    """The sampling that `body` asks for, around `messages` or a raw `prompt`."""
+    if body.get("logit_bias"):
+        raise InvalidRequest(
+            f"the local model '{model}' does not support logit_bias", param="logit_bias"
+        )
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
@@ -86,13 +128,42 @@ def parse(
     stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s]
     temperature, top_p = body.get("temperature"), body.get("top_p")
     return Request(
-        messages,
+        messages or [],
+        prompt,
         None if max_tokens is None else min(max_tokens, max_tokens_cap),
         max_tokens_cap,
         stops,
         body.get("seed"),
         None if temperature is None else float(temperature),
         None if top_p is None else float(top_p),
+        float(body.get("presence_penalty") or 0.0),
+        float(body.get("frequency_penalty") or 0.0),
+        _json_answer(model, body.get("response_format")),
+    )
+
+
+def _json_answer(model: str, value: Any) -> JsonAnswer | None:
+    """What `response_format` asks of the answer (its schema is made a grammar when the model
+    runs), or `InvalidRequest` for what llama.cpp's grammars cannot honour."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    if value is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return JsonAnswer()
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                f"the local model '{model}' needs response_format.json_schema.schema, "
+                "a JSON schema object",
+                param="response_format",
+            )
+        return JsonAnswer(schema)
+    raise InvalidRequest(
+        f"the local model '{model}' does not support response_format type {kind!r} "
+        "(text, json_object or json_schema)",
+        param="response_format",
     )
 
 
@@ -114,10 +185,19 @@ def _text(model: str, content: Any) -> str:
 def _prompt(
     llm: Llama, formatter: ChatFormatter | None, request: Request, persona: PersonaText
 ) -> _Prompt:
-    """The request's prompt tokens and stop sequences, through the chat formatter or, for a base
-    model, the few-shot dialogue."""
+    """The request's prompt tokens and stop sequences: a raw completion's text as is, else
+    through the chat formatter or, for a base model, the few-shot dialogue."""
+    if request.prompt is not None:
+        tokens = llm.tokenize(request.prompt.encode(), add_bos=True, special=True)
+        return _Prompt(tokens, request.stop, None, base=False)
     if formatter is None:
-        text = render(request.messages, persona)
+        json = request.json
+        text = render(
+            request.messages,
+            persona,
+            json=json is not None,
+            schema=json.schema if json is not None else None,
+        )
         tokens = llm.tokenize(text.encode(), add_bos=True, special=False)
         return _Prompt(tokens, [*request.stop, *STOPS], None, base=True)
     try:
@@ -131,6 +211,32 @@ def _prompt(
     extra = formatted.stop
     stops = request.stop + ([extra] if isinstance(extra, str) else extra or [])
     return _Prompt(tokens, stops, formatted.stopping_criteria, base=False)
+
+
+def _grammar(llm: Llama, json: JsonAnswer) -> LlamaGrammar:
+    """The llama.cpp grammar of `json`: any JSON object, or one that matches its schema."""
+    import llama_cpp
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+
+    gbnf = JSON_GBNF
+    if json.schema is not None:
+        try:
+            gbnf = json_schema_to_gbnf(orjson.dumps(json.schema).decode())
+        except Exception as exc:  # the converter asserts, or fails on what it does not expect
+            raise InvalidRequest(
+                f"the local model cannot follow this JSON schema: {exc}", param="response_format"
+            ) from None
+    # For a grammar it cannot parse llama.cpp gives no sampler, which llama-cpp-python would
+    # add to its chain all the same.
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+    if not sampler:
+        raise InvalidRequest(
+            "the local model cannot follow this JSON schema: llama.cpp refused its grammar",
+            param="response_format",
+        )
+    llama_cpp.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(gbnf)
 
 
 def generate(
@@ -171,7 +277,10 @@ def generate(
             temp=temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             repeat_penalty=1.0,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
             stopping_criteria=prompt.stopping_criteria,
+            grammar=None if request.json is None else _grammar(llm, request.json),
         )
         with closing(tokens):
             for token in tokens:

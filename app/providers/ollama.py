@@ -1,5 +1,5 @@
-"""Ollama over its native API (`/api/chat`, `/api/embed`, `/api/pull`), pulling missing models
-on demand; `/api/tags` and `/api/show` say which models only embed."""
+"""Ollama over its native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/pull`), pulling
+missing models on demand; `/api/tags` and `/api/show` say which models only embed."""
 
 from __future__ import annotations
 
@@ -91,18 +91,29 @@ class OllamaProvider:
             raise UpstreamError(self.name, "embedding answer does not match the input")
         return Embeddings(vectors=vectors, prompt_tokens=int(data.get("prompt_eval_count") or 0))
 
-    async def stream_chat(
+    def stream_chat(
         self, model: str, body: dict[str, Any], *, background: bool = False
     ) -> AsyncGenerator[Chunk, None]:
-        payload = wire.chat_request(
-            model,
-            body,
-            num_ctx=self._settings.ollama_num_ctx,
-            keep_alive=self._settings.ollama_keep_alive,
+        return self._stream("/api/chat", model, body, wire.chat_request)
+
+    def stream_completion(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
+        """Natively, through `/api/generate` in raw mode: the prompt is continued as it is, as
+        `/v1/completions` means, where a chat would wrap it in the model's template."""
+        return self._stream("/api/generate", model, body, wire.generate_request)
+
+    async def _stream(
+        self, path: str, model: str, body: dict[str, Any], request: wire.Request
+    ) -> AsyncGenerator[Chunk, None]:
+        """The NDJSON answer of `path` to `request(body)` as OpenAI chunks."""
+        settings = self._settings
+        payload = request(
+            model, body, num_ctx=settings.ollama_num_ctx, keep_alive=settings.ollama_keep_alive
         )
         converter = wire.ChunkConverter()
         async with translate_errors(self.name):
-            resp = await self._post("/api/chat", model, payload)
+            resp = await self._post(path, model, payload)
             try:
                 async with aclosing(iter_lines(resp.content)) as lines:  # left when done
                     async for raw in lines:

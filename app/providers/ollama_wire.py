@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -21,6 +21,14 @@ _OPTIONS = {
 }
 
 
+class Request(Protocol):
+    """`chat_request` or `generate_request`: Ollama's body for an OpenAI one."""
+
+    def __call__(
+        self, model: str, body: dict[str, Any], *, num_ctx: int | None, keep_alive: str | None
+    ) -> dict[str, Any]: ...
+
+
 def chat_request(
     model: str, body: dict[str, Any], *, num_ctx: int | None, keep_alive: str | None
 ) -> dict[str, Any]:
@@ -34,6 +42,32 @@ def chat_request(
     # Ollama has no tool_choice; "none" is honoured by not offering the tools at all.
     if tools and body.get("tool_choice") != "none":
         payload["tools"] = tools
+    fmt = response_format(body.get("response_format"))
+    if fmt is not None:
+        payload["format"] = fmt
+    return _with_options(payload, body, num_ctx=num_ctx, keep_alive=keep_alive)
+
+
+def generate_request(
+    model: str, body: dict[str, Any], *, num_ctx: int | None, keep_alive: str | None
+) -> dict[str, Any]:
+    """The `/api/generate` body for an OpenAI completions request of one prompt: `raw`, so that
+    the prompt is continued as is, with no chat template around it."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "prompt": body.get("prompt") or "",
+        "raw": True,
+        "stream": True,
+    }
+    return _with_options(payload, body, num_ctx=num_ctx, keep_alive=keep_alive)
+
+
+def _with_options(
+    payload: dict[str, Any], body: dict[str, Any], *, num_ctx: int | None, keep_alive: str | None
+) -> dict[str, Any]:
+    """`payload` with the request's sampling options, context length and keep-alive."""
+    if body.get("logit_bias"):
+        raise InvalidRequest("ollama: logit_bias is not supported", param="logit_bias")
     options = {
         ours: body[theirs] for theirs, ours in _OPTIONS.items() if body.get(theirs) is not None
     }
@@ -49,22 +83,26 @@ def chat_request(
         payload["options"] = options
     if keep_alive is not None:
         payload["keep_alive"] = keep_alive
-    fmt = response_format(body.get("response_format"))
-    if fmt is not None:
-        payload["format"] = fmt
     return payload
 
 
 def response_format(value: Any) -> str | dict[str, Any] | None:
-    if not isinstance(value, dict):
+    """Ollama's `format` for an OpenAI `response_format`: "json", or the JSON schema."""
+    if value is None:
         return None
-    kind = value.get("type")
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
         schema = (value.get("json_schema") or {}).get("schema")
         return schema if isinstance(schema, dict) else "json"
-    return None
+    raise InvalidRequest(
+        f"ollama: response_format type {kind!r} is not supported "
+        "(text, json_object or json_schema)",
+        param="response_format",
+    )
 
 
 def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,7 +189,8 @@ def new_call_id() -> str:
 
 
 class ChunkConverter:
-    """Turns the NDJSON lines of one `/api/chat` stream into OpenAI chunks."""
+    """Turns the NDJSON lines of one `/api/chat` or `/api/generate` stream into OpenAI
+    chunks."""
 
     def __init__(self) -> None:
         self.started = False
@@ -159,7 +198,10 @@ class ChunkConverter:
         self.tool_calls = 0
 
     def feed(self, line: dict[str, Any]) -> list[Chunk]:
-        message = line.get("message") or {}
+        message = line.get("message") or {
+            "content": line.get("response"),  # /api/generate's
+            "thinking": line.get("thinking"),
+        }
         chunks: list[Chunk] = []
         delta: dict[str, Any] = {}
         if not self.started:

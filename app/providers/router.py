@@ -61,6 +61,8 @@ class Needs:
     """A background task (a title, tags, …): a local model serves users' turns first."""
     custom_tools: bool = False
     """The client's tools include OpenAI's free-form `custom` tools."""
+    completion: bool = False
+    """A raw completion of the body's prompt (`Provider.stream_completion`), not a chat."""
 
 
 class Router:
@@ -260,9 +262,7 @@ class Router:
                     )
                 )
                 return None
-            stream = route.provider.stream_chat(
-                route.model, _fitted(route, body), background=needs.background
-            )
+            stream = _start(route, body, needs)
             rest: AsyncGenerator[Chunk, None] = stream
             try:
                 first = await anext(stream)
@@ -311,6 +311,13 @@ class Router:
             return wait if wait <= cap else None
         base = min(cap, self._settings.retry_backoff * 2.0**attempt)
         return base / 2 + random.uniform(0, base / 2)
+
+
+def _start(route: Route, body: dict[str, Any], needs: Needs) -> AsyncGenerator[Chunk, None]:
+    provider, background = route.provider, needs.background
+    if needs.completion:
+        return provider.stream_completion(route.model, body, background=background)
+    return provider.stream_chat(route.model, _fitted(route, body), background=background)
 
 
 async def _replay(chunks: list[Chunk]) -> AsyncGenerator[Chunk, None]:

@@ -1,4 +1,5 @@
-"""A fake Ollama server speaking the native API (`/api/chat`, `/api/embed`, `/api/pull`, ...).
+"""A fake Ollama server speaking the native API (`/api/chat`, `/api/generate`, `/api/embed`,
+`/api/pull`, ...).
 
 Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen by model name:
 
@@ -20,6 +21,9 @@ Run it with `tests.fakes.serve.serve(FakeOllama().app)`. The scenario is chosen 
                   `/api/tags`); `/api/chat` answers 400 '"<model>" does not support chat'
     anything else "Hello, world!" in four lines (`options.num_predict` cuts it: done_reason
                   "length")
+
+`/api/generate` (raw prompts) answers with the same scenarios, the text in `response`; the prompt
+stands for the last message ("You said: <prompt>" for `no-tools`).
 
 A model that is not installed answers 404 "model ... not found, try pulling it first"; models in
 `pullable` can be pulled (which installs them), others fail to pull as on the real registry.
@@ -92,6 +96,7 @@ class FakeOllama:
         self.pullable = {full_name(name) for name in pullable}
         self.pull_delay = pull_delay
         self.chat_requests: list[dict[str, Any]] = []
+        self.generate_requests: list[dict[str, Any]] = []
         self.embed_requests: list[dict[str, Any]] = []
         self.pull_requests: list[dict[str, Any]] = []
         self.pulls: Counter[str] = Counter()
@@ -104,6 +109,7 @@ class FakeOllama:
                 Route("/api/tags", self.tags),
                 Route("/api/show", self.show, methods=["POST"]),
                 Route("/api/chat", self.chat, methods=["POST"]),
+                Route("/api/generate", self.generate, methods=["POST"]),
                 Route("/api/embed", self.embed, methods=["POST"]),
                 Route("/api/pull", self.pull, methods=["POST"]),
             ]
@@ -161,6 +167,16 @@ class FakeOllama:
             return _single(lines)
         if base_name(model) == "slow-stream":
             return _ndjson(self._slow(model))
+        return _ndjson(_lines(lines))
+
+    async def generate(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.generate_requests.append(body)
+        model = str(body.get("model", ""))
+        if full_name(model) not in self.installed:
+            return _not_found(model)
+        chat = {**body, "messages": [{"role": "user", "content": body.get("prompt", "")}]}
+        lines = [_generated(line) for line in self._script(base_name(model), chat)]
         return _ndjson(_lines(lines))
 
     async def embed(self, request: Request) -> Response:
@@ -293,6 +309,14 @@ def _done(prompt_tokens: int, eval_tokens: int, reason: str) -> Line:
         "eval_count": eval_tokens,
         "eval_duration": 3_000_000,
     }
+
+
+def _generated(line: Line) -> Line:
+    """An `/api/chat` line as `/api/generate` words it: the text in `response`."""
+    if "message" not in line:
+        return line
+    message = {k: v for k, v in line.items() if k != "message"}
+    return message | {"response": line["message"].get("content", "")}
 
 
 def _not_found(model: str) -> Response:

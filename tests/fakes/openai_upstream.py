@@ -10,6 +10,8 @@ the scenario:
                   `role: "tool"` message answers "Tool said: ..."
     error-500     500          rate-limited  429 + Retry-After: 1      bad-request  400
     long-context  400 context_length_exceeded on `messages`, as OpenAI words it
+    chat-only     like gpt-test, but `/v1/completions` answers 404 as OpenAI does for its chat
+                  models
     flaky         500 `state.flaky_failures` times (counting down), then like gpt-test
     slow-first    waits `state.slow_first_delay` s before the first chunk (headers go at once)
     cut           stream: role chunk + two content chunks, then the connection drops mid-body
@@ -24,6 +26,11 @@ the scenario:
                   the gateway's tool classification prompt with `state.classification`;
                   otherwise "You said: " + the whole last user message
     anything else 404 model_not_found
+
+`/v1/completions` answers each prompt (a string or a list) as the chat scenario of the same model
+answers it as the last user message, as `text_completion` chunks: prompt p's choice c is index
+p * n + c. Under `/chat-only/v1` the upstream has models and chat but no `/completions` (404, as a
+server without the path; counted in `missing_completions`).
 
 A stream counts in `stream_finished` once its last chunk is sent (before `[DONE]`), or in
 `stream_closed_early` (and sets `closed_early_event`) when the client goes away first.
@@ -68,6 +75,7 @@ MODELS = (
     "scripted",
     "no-tools",
     "long-context",
+    "chat-only",
 )
 GREETING = "Hello from the fake upstream."
 _SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
@@ -86,6 +94,7 @@ class OpenAIUpstreamState:
     script: list[list[tuple[str, str]]] = field(default_factory=list)
     classification: str = '{"tool": null}'
     preamble: str = ""
+    missing_completions: int = 0
 
 
 class UpstreamCut(Exception):
@@ -296,6 +305,49 @@ async def _chunks(
         yield chunk([], usage)
 
 
+def _as_chat(body: Json, prompt: str) -> Json:
+    """The chat request whose answer is the completion of `prompt`."""
+    return {**body, "messages": [{"role": "user", "content": prompt}]}
+
+
+async def _completion_chunks(
+    state: OpenAIUpstreamState, model: str, body: Json, prompts: list[str], n: int
+) -> AsyncGenerator[Json, None]:
+    """Each prompt's chat chunks (`_chunks`) as `text_completion` chunks, choices numbered on."""
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for position, prompt in enumerate(prompts):
+        chat = _as_chat(body, prompt)
+        pieces, _, finish = _answer(state, model, chat)
+        counts = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(pieces) * n}
+        async with aclosing(
+            _chunks(state, model, chat, _deltas(pieces, []), finish, counts)
+        ) as chunks:
+            async for chunk in chunks:
+                if not chunk["choices"]:
+                    for name in ("prompt_tokens", "completion_tokens"):
+                        usage[name] += chunk["usage"][name]
+                    continue
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content", "")
+                if text or choice["finish_reason"]:
+                    yield {
+                        **chunk,
+                        "id": chunk["id"].replace("chatcmpl-", "cmpl-"),
+                        "object": "text_completion",
+                        "choices": [
+                            {
+                                "text": text,
+                                "index": position * n + choice["index"],
+                                "logprobs": None,
+                                "finish_reason": choice["finish_reason"],
+                            }
+                        ],
+                    }
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        yield {"object": "text_completion", "model": model, "choices": [], "usage": usage}
+
+
 async def _sse(
     state: OpenAIUpstreamState, chunks: AsyncGenerator[Json, None]
 ) -> AsyncIterator[bytes]:
@@ -359,6 +411,57 @@ def create_openai_upstream(
             }
         )
 
+    async def completions(request: Request) -> Response:
+        body = await _record(request, state)
+        model = str(body.get("model"))
+        if (refused := _refusal(request, state, model, body)) is not None:
+            return refused
+        if model == "chat-only":
+            return _error(
+                404,
+                "This is a chat model and not supported in the v1/completions endpoint. "
+                "Did you mean to use v1/chat/completions?",
+                "invalid_request_error",
+                param="model",
+            )
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
+        n = int(body.get("n") or 1)
+        if body.get("stream"):
+            return StreamingResponse(
+                _sse(state, _completion_chunks(state, model, body, prompts, n)),
+                media_type="text/event-stream",
+            )
+        choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0}
+        for position, text in enumerate(prompts):
+            pieces, _, finish = _answer(state, model, _as_chat(body, text))
+            usage["prompt_tokens"] += len(text.split())
+            usage["completion_tokens"] += len(pieces) * n
+            choices += [
+                {
+                    "text": "".join(pieces),
+                    "index": position * n + c,
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for c in range(n)
+            ]
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return JSONResponse(
+            {
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+            }
+        )
+
+    async def no_completions(request: Request) -> Response:
+        state.missing_completions += 1
+        return Response("Not Found", 404, media_type="text/plain")
+
     async def embeddings(request: Request) -> Response:
         body = await _record(request, state)
         model = str(body.get("model"))
@@ -385,6 +488,10 @@ def create_openai_upstream(
         Route("/health", health),
         Route("/v1/models", models),
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/chat-only/v1/models", models),
+        Route("/chat-only/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat-only/v1/completions", no_completions, methods=["POST"]),
     ]
     return Starlette(routes=routes), state

@@ -17,7 +17,7 @@ from app.providers.base_prompt import (
     render,
     without_persona,
 )
-from app.providers.local_worker import parse
+from app.providers.local_worker import parse, parse_completion
 
 INSTRUCTIONS = (
     "You are a helpful, accurate assistant. Answer the user's question directly.\n\n"
@@ -178,3 +178,29 @@ def test_base_requests_keep_system_messages_apart_and_sampling_unset() -> None:
     gemma = parse("m", "gemma", {"messages": messages, "temperature": 0}, 512)
     assert gemma.messages == [{"role": "user", "content": "Be brief.\n\nHello!"}]
     assert gemma.temperature == 0.0
+
+
+def test_a_json_answer_is_asked_for_with_the_schema_and_json_examples() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    prompt = render([HELLO], json=True, schema=schema).split("\n")
+
+    assert prompt[0] == describe("", json=True)
+    assert "JSON object" in prompt[0]
+    assert prompt[1] == 'Every answer matches this JSON schema: {"type":"object",' + (
+        '"properties":{"city":{"type":"string"}}}'
+    )
+    assert prompt[3:5] == [f"{USER}: Hi!", f'{ASSISTANT}: {{"answer":"{EXAMPLES[0][1]}"}}']
+    assert prompt[-2:] == ["User: Hello!", "Assistant:"]
+    assert "schema" not in render([HELLO], json=True)
+
+
+def test_response_format_and_a_raw_prompt_are_read() -> None:
+    schema = {"type": "object"}
+    wanted = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    request = parse("m", "base", {"messages": [HELLO], "response_format": wanted}, 512)
+    assert request.json is not None
+    assert request.json.schema == schema
+    plain = parse("m", "base", {"messages": [HELLO], "response_format": {"type": "text"}}, 512)
+    assert plain.json is None
+    raw = parse_completion("m", {"prompt": "Once", "presence_penalty": 0.5}, 512)
+    assert (raw.prompt, raw.messages, raw.presence_penalty) == ("Once", [], 0.5)

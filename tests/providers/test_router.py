@@ -16,6 +16,7 @@ from app.errors import (
     GatewayError,
     InvalidRequest,
     ModelNotFound,
+    NoCompletions,
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
@@ -39,6 +40,7 @@ class Scripted:
         self.capabilities = Capabilities(**caps)
         self.script = script
         self.calls: list[str] = []
+        self.without_completions: set[str] = set()
 
     async def list_models(self) -> list[str]:
         return list(self.script)
@@ -46,10 +48,20 @@ class Scripted:
     def embedding_only(self, model: str) -> bool:
         return model.startswith("embed")
 
-    async def stream_chat(
+    def stream_chat(
         self, model: str, body: dict[str, Any], *, background: bool = False
     ) -> AsyncGenerator[Chunk, None]:
-        self.calls.append(model)
+        return self._play(model, model)
+
+    def stream_completion(
+        self, model: str, body: dict[str, Any], *, background: bool = False
+    ) -> AsyncGenerator[Chunk, None]:
+        return self._play(model, f"{model} completion")
+
+    async def _play(self, model: str, call: str) -> AsyncGenerator[Chunk, None]:
+        if call.endswith("completion") and model in self.without_completions:
+            raise NoCompletions(f"{self.name}: no /completions")
+        self.calls.append(call)
         outcomes = self.script[model]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
         if outcome is not None:
@@ -189,6 +201,28 @@ async def test_a_fallback_without_function_calling_gets_no_tools() -> None:
     assert opened.route.id == "b/n"
     assert "tools" in seen[0]
     assert seen[-1] == {"messages": []}
+
+
+async def test_a_completion_is_opened_through_the_same_retries_and_fallbacks() -> None:
+    a = Scripted("a", {"m": [UpstreamError("a", "boom")]})
+    b = Scripted("b", {"n": [UpstreamError("b", "boom"), None], "o": [None]})
+    b.without_completions.add("o")
+    r = router(a, b, retry_attempts=2, fallback_models=["b/o", "b/n"])
+    opened = await open_stream(r, "a/m", {"prompt": "x"}, Needs(completion=True))
+    assert opened.route.id == "b/n"
+    assert a.calls == ["m completion", "m completion"]
+    assert b.calls == ["n completion", "n completion"]  # b/o has no completions: skipped
+
+
+async def test_a_provider_without_completions_says_so_at_once() -> None:
+    a = Scripted("a", {"m": [None]})
+    a.without_completions.add("m")
+    b = Scripted("b", {"n": [None]})
+    r = router(a, b, retry_attempts=3, fallback_models=["b/n"])
+    with pytest.raises(NoCompletions):
+        await open_stream(r, "a/m", {"prompt": "x"}, Needs(completion=True))
+    assert b.calls == []
+    assert not r.breakers.is_open("a", "m")
 
 
 # --- through a real gateway ---------------------------------------------------------------------

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import orjson
 
-from app.api.wire import anthropic_messages, chat_json, chat_stream, openai_chat
+from app.api.wire import (
+    anthropic_messages,
+    chat_json,
+    chat_stream,
+    openai_chat,
+    openai_completions,
+)
 from app.chat.events import Event
 from app.chat.replay import play
 from app.chat.turn import Turn
@@ -56,6 +62,21 @@ async def openai_completion(turn: Turn) -> bytes:
     return await _json(await openai_chat.completion(turn))
 
 
+async def completions_stream(turn: Turn) -> bytes:
+    turn.id = "cmpl-1"  # as Engine.complete names its turns
+    return await joined(openai_completions.stream(turn, include_usage=True))
+
+
+async def completions_stream_plain(turn: Turn) -> bytes:
+    turn.id = "cmpl-1"
+    return await joined(openai_completions.stream(turn, include_usage=False))
+
+
+async def completions_body(turn: Turn) -> bytes:
+    turn.id = "cmpl-1"
+    return await _json(await openai_completions.completion(turn))
+
+
 async def stream_events(turn: Turn) -> bytes:
     return await joined(chat_stream.stream(turn))
 
@@ -83,6 +104,9 @@ WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat_plain.sse": openai_stream_plain,
     "openai_chat_status.sse": openai_stream_status,
     "openai_chat.json": openai_completion,
+    "openai_completions.sse": completions_stream,
+    "openai_completions_plain.sse": completions_stream_plain,
+    "openai_completions.json": completions_body,
     "chat_stream.sse": stream_events,
     "chat.json": chat_body,
     "anthropic_messages.sse": anthropic_stream,
