@@ -1,7 +1,8 @@
 """POST /v1/chat/completions.
 
 This is the hot path, so it is a plain Starlette endpoint: FastAPI's dependency solving and
-response handling would cost more than the rest of the gateway's own work per request."""
+response handling would cost more than the rest of the gateway's own work per request. Its
+helpers for a turn's headers, billing and a client that leaves serve /v1/responses too."""
 
 from __future__ import annotations
 
@@ -52,14 +53,14 @@ async def chat_completions(request: Request) -> Response:
             status_events=_wants_status(request, gateway.settings.tools.status_events),
         )
         events = openai_chat.stream(turn, options)
-        if _billed(request, turn):
-            events = _metered(request, turn, events)
-        return EventStream(events, headers={**sse.HEADERS, **_headers(turn)})
-    turn, completion = await _unless_gone(request, _whole(gateway.engine, body, needs, task))
+        if billed(request, turn):
+            events = metered(request, turn, events)
+        return EventStream(events, headers={**sse.HEADERS, **turn_headers(turn)})
+    turn, completion = await unless_gone(request, _whole(gateway.engine, body, needs, task))
     return JSON(
         completion,
-        headers=_headers(turn) or None,
-        background=BackgroundTask(_charge, request, turn) if _billed(request, turn) else None,
+        headers=turn_headers(turn) or None,
+        background=BackgroundTask(charge_turn, request, turn) if billed(request, turn) else None,
     )
 
 
@@ -78,7 +79,7 @@ def _wants_status(request: Request, setting: str) -> bool:
     return any(name.startswith(b"x-openwebui-") for name, _ in request.scope["headers"])
 
 
-def _headers(turn: Turn) -> dict[str, str]:
+def turn_headers(turn: Turn) -> dict[str, str]:
     """`X-Cache` for a cacheable request; `X-Tools-Dropped` when the model could not be sent
     the request's tools."""
     headers: dict[str, str] = {}
@@ -91,27 +92,27 @@ def _headers(turn: Turn) -> dict[str, str]:
     return headers
 
 
-def _billed(request: Request, turn: Turn) -> bool:
+def billed(request: Request, turn: Turn) -> bool:
     """Whether the turn's tokens count against the key's TPM limit (a cache hit cost the
     upstream none)."""
     return turn.cache != "hit" and identity(request).tpm is not None
 
 
-async def _metered(
+async def metered(
     request: Request, turn: Turn, events: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
     async for event in events:
         yield event
-    await _charge(request, turn)
+    await charge_turn(request, turn)
 
 
-async def _charge(request: Request, turn: Turn) -> None:
+async def charge_turn(request: Request, turn: Turn) -> None:
     """The answer's tokens against the key's TPM limit."""
     if turn.usage is not None:
         await charge(request, turn.usage.prompt_tokens + turn.usage.completion_tokens)
 
 
-async def _unless_gone(request: Request, work: Awaitable[_T]) -> _T:
+async def unless_gone(request: Request, work: Awaitable[_T]) -> _T:
     """The whole answer; a client that leaves first cancels it, and so the upstream request
     (Starlette does this for streams, not for plain responses). Only answers slower than
     `_WATCH_AFTER` seconds pay for a watcher task."""
