@@ -12,7 +12,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import cache, chat, docs, embeddings, health, models, sessions, tools
+from app.api import cache, chat, docs, embeddings, health, models, responses_api, sessions, tools
 from app.api.deps import State
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -52,7 +52,7 @@ def create_app(
         telemetry=telemetry,
     )
     app.router.routes[:0] = chat.routes  # the hot path, matched first
-    for module in (models, embeddings, health, tools):
+    for module in (models, embeddings, responses_api, health, tools):
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)
