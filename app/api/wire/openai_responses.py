@@ -163,7 +163,7 @@ class _Output:
     def feed(self, event: ev.Event) -> list[Frame]:
         match event:
             case ev.Text(text=text, logprobs=logprobs):
-                return self._say("output_text", text, (logprobs or {}).get("content") or [])
+                return self._say("output_text", text, _logprobs(logprobs))
             case ev.Refusal(text=text):
                 return self._say("refusal", text, [])
             case ev.Reasoning(text=text):
@@ -358,6 +358,23 @@ class _Output:
             frames.append({"type": "response.output_item.done", **_at(index), "item": item})
         self._calls = {}
         return frames
+
+
+def _logprobs(logprobs: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Chat logprobs as Responses has them: `bytes` and `top_logprobs` always there."""
+    return [_logprob(entry, top=True) for entry in (logprobs or {}).get("content") or ()]
+
+
+def _logprob(entry: dict[str, Any], *, top: bool) -> dict[str, Any]:
+    token = str(entry.get("token", ""))
+    out = {
+        "token": token,
+        "logprob": entry.get("logprob", 0.0),
+        "bytes": entry.get("bytes") or list(token.encode()),
+    }
+    if top:
+        out["top_logprobs"] = [_logprob(t, top=False) for t in entry.get("top_logprobs") or ()]
+    return out
 
 
 def _at(index: int) -> dict[str, int]:

@@ -5,12 +5,14 @@ and read the diff before committing it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import orjson
 
-from app.api.wire import chat_json, chat_stream, openai_chat
+from app.api.wire import chat_json, chat_stream, openai_chat, openai_responses
+from app.api.wire.responses_request import decode
 from app.chat.events import Event
 from app.chat.replay import play
 from app.chat.turn import Turn
@@ -64,6 +66,21 @@ async def chat_body(turn: Turn) -> bytes:
     return await _json(await chat_json.body(turn))
 
 
+def responses_head() -> openai_responses.Head:
+    """The echo of a small request, and ids counted from 1."""
+    numbers = itertools.count(1)
+    echo = decode({"model": "openai/m", "input": "hi", "instructions": "Be brief."}).echo
+    return openai_responses.Head(echo, lambda prefix: f"{prefix}{next(numbers)}")
+
+
+async def responses_stream(turn: Turn) -> bytes:
+    return await joined(openai_responses.stream(turn, responses_head()))
+
+
+async def responses_body(turn: Turn) -> bytes:
+    return await _json(await openai_responses.response(turn, responses_head()))
+
+
 WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.sse": openai_stream,
     "openai_chat_plain.sse": openai_stream_plain,
@@ -71,6 +88,8 @@ WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.json": openai_completion,
     "chat_stream.sse": stream_events,
     "chat.json": chat_body,
+    "openai_responses.sse": responses_stream,
+    "openai_responses.json": responses_body,
 }
 
 
