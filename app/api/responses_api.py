@@ -22,7 +22,7 @@ from app.api.openapi import errors, request_body
 from app.api.responses import JSON, EventStream
 from app.api.schemas import parse_json
 from app.api.wire import openai_responses, responses_request, sse
-from app.api.wire.responses_request import Decoded, ResponsesRequest
+from app.api.wire.responses_request import RESPONSE_ID, Decoded, ResponsesRequest
 from app.chat.engine import Engine
 from app.chat.turn import Turn
 from app.errors import NotFound, StateUnavailable
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-ResponseId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,128}$")]
+ResponseId = Annotated[str, Path(pattern=RESPONSE_ID)]
 
 
 def owner(identity: Identity) -> str:

@@ -27,6 +27,8 @@ from app.ids import new_id
 Item = dict[str, Any]
 Message = dict[str, Any]
 
+RESPONSE_ID = r"^[A-Za-z0-9_\-]{1,128}$"
+"""What a response id may look like: the gateway's are `resp_` and hex digits."""
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TOOL_CHOICES = frozenset({"auto", "none", "required"})
 _ITEM_TYPES = "message, function_call, function_call_output and reasoning"
@@ -57,7 +59,7 @@ class ResponsesRequest(BaseModel):
     metadata: dict[str, str] | None = None
     stream: bool | None = None
     store: bool | None = None
-    previous_response_id: str | None = Field(None, min_length=1)
+    previous_response_id: str | None = Field(None, pattern=RESPONSE_ID)
     truncation: Literal["auto", "disabled"] | None = None
     reasoning: dict[str, Any] | None = None
     include: list[str] | None = None

@@ -229,6 +229,7 @@ def test_the_echo_fills_openais_defaults() -> None:
         ({"input": "hi", "temperature": 3}, "temperature"),
         ({"input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "hi", "background": True}, "background"),
+        ({"input": "hi", "previous_response_id": "resp_1:owner:bob"}, "previous_response_id"),
         ({"input": "hi", "conversation": "conv_1"}, "conversation"),
         ({"input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"input": "hi", "tools": [{"type": "web_search_preview"}]}, "tools[0].type"),
