@@ -20,10 +20,12 @@ from litellm.types.llms.openai import (
 
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 
-pytestmark = pytest.mark.filterwarnings(
+pytestmark = [
     # litellm's own TypedDicts, built into pydantic models on its first request
-    "ignore:Items? .* (is|are) using the `ReadOnly` qualifier:UserWarning"
-)
+    pytest.mark.filterwarnings("ignore:Items? .* (is|are) using the `ReadOnly` qualifier"),
+    # its logging of an async answer puts chat-style usage into its `ResponseAPIUsage`
+    pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
+]
 
 
 def text_of(response: ResponsesAPIResponse) -> str:
