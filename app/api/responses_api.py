@@ -68,7 +68,12 @@ async def create_response(
             )
         conversation = [*previous.conversation, *decoded.items]
     body = decoded.chat_body(conversation)
-    needs = Needs(tools=bool(body.get("tools")), choices=1, whole=not decoded.request.stream)
+    needs = Needs(
+        tools=bool(body.get("tools")),
+        choices=1,
+        whole=not decoded.request.stream,
+        custom_tools=decoded.custom_tools,
+    )
     head = openai_responses.Head(decoded.echo)
 
     async def keep(response: dict[str, Any]) -> None:

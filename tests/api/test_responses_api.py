@@ -186,6 +186,31 @@ def test_function_calls_stream_as_argument_deltas(gateway: str) -> None:
     ]
 
 
+def test_a_custom_tool_round_trip(gateway: str, upstream: OpenAIUpstreamState) -> None:
+    python = {"type": "custom", "name": "python", "description": "Runs Python"}
+    first = create(gateway, model="openai/tool-model", input="run", tools=[python]).json()
+    [call] = first["output"]
+    assert call["type"] == "custom_tool_call"
+    assert (call["name"], call["input"]) == ("python", "print('hi')")
+    assert upstream.requests[-1]["tools"] == [
+        {"type": "custom", "custom": {"name": "python", "description": "Runs Python"}}
+    ]
+    output = {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "hi"}
+    second = create(
+        gateway,
+        model="openai/tool-model",
+        input=[output],
+        tools=[python],
+        previous_response_id=first["id"],
+    ).json()
+    assert second["output"][0]["content"][0]["text"] == "Tool said: hi"
+    sent = upstream.requests[-1]["messages"]
+    assert sent[-2]["tool_calls"][0]["custom"] == {"name": "python", "input": "print('hi')"}
+    _, _, events = streamed(gateway, model="openai/tool-model", input="run", tools=[python])
+    deltas = [e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta"]
+    assert "".join(deltas) == "print('hi')"
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam, ResponseInputParam
+from openai.types.responses import CustomToolParam, FunctionToolParam, ResponseInputParam
 from pydantic import BaseModel
 
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
@@ -96,6 +96,21 @@ def test_a_function_tool_round_trip(sdk: openai.OpenAI, upstream: OpenAIUpstream
     second = sdk.responses.create(model="openai/tool-model", input=given_back, tools=[WEATHER])
     assert second.output_text == "Tool said: sunny"
     assert upstream.requests[-1]["messages"][-1]["tool_call_id"] == call.call_id
+
+
+def test_a_custom_tool_round_trip(sdk: openai.OpenAI) -> None:
+    python: CustomToolParam = {"type": "custom", "name": "python", "description": "Runs Python"}
+    first = sdk.responses.create(model="openai/tool-model", input="run", tools=[python])
+    [call] = first.output
+    assert call.type == "custom_tool_call"
+    assert call.input == "print('hi')"
+    second = sdk.responses.create(
+        model="openai/tool-model",
+        input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "hi"}],
+        tools=[python],
+        previous_response_id=first.id,
+    )
+    assert second.output_text == "Tool said: hi"
 
 
 class City(BaseModel):

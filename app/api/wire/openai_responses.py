@@ -4,14 +4,16 @@ events (`event: <type>` and `data: <json>` with a `sequence_number`).
 Streamed, in OpenAI's order: `response.created` and `response.in_progress`; per output item
 `response.output_item.added`, its parts (`response.content_part.added`, the deltas of
 `output_text`, `refusal` or `reasoning_text`, their `.done`, `response.content_part.done`) or a
-function call's `response.function_call_arguments.delta`s and `.done`, then
+tool call's `response.function_call_arguments.delta`s (`response.custom_tool_call_input.delta`s
+for a custom tool) and `.done`, then
 `response.output_item.done`; last `response.completed`, or `response.incomplete` when the answer
 was cut at `max_output_tokens`. A failure after the first byte is a `response.failed` event
 (status `failed`, `error: {code, message}`), never a silently cut stream. The gateway's own tools
 show only as SSE comments (`: running <name>`, `: still running …`).
 
 Output items: the answer's text and refusals as one `message` (a part per run of each), the
-model's reasoning as a `reasoning` item, each of the client's tool calls as a `function_call`.
+model's reasoning as a `reasoning` item, each of the client's tool calls as a `function_call`
+(or a `custom_tool_call`).
 """
 
 from __future__ import annotations
@@ -313,11 +315,12 @@ class _Output:
             frames += [*self._close_message("completed"), *self._close_reasoning("completed")]
         found = self._calls.get(event.index)
         if found is None:
+            kind = "custom_tool_call" if event.custom else "function_call"
             item = {
-                "id": self._ids("fc_"),
-                "type": "function_call",
-                "status": "in_progress",
-                "arguments": "",
+                "id": self._ids("ctc_" if event.custom else "fc_"),
+                "type": kind,
+                **({} if event.custom else {"status": "in_progress"}),  # custom calls have none
+                _WRITTEN[kind]: "",
                 "call_id": event.id or self._ids("call_"),
                 "name": event.name or "",
             }
@@ -332,32 +335,33 @@ class _Output:
             item["name"] += event.name or ""
         if event.arguments:
             found[1].append(event.arguments)
-            frames.append(
-                {
-                    "type": "response.function_call_arguments.delta",
-                    **self._where(found[0]),
-                    "delta": event.arguments,
-                }
-            )
+            where = self._where(found[0])
+            frames.append({"type": _DELTA[item["type"]], **where, "delta": event.arguments})
         return frames
 
     def _close_calls(self, status: ItemStatus) -> list[Frame]:
         frames: list[Frame] = []
         for index, pieces in sorted(self._calls.values()):
             item = self.items[index]
-            item["arguments"] = "".join(pieces)
-            item["status"] = status
-            frames.append(
-                {
-                    "type": "response.function_call_arguments.done",
-                    **self._where(index),
-                    "name": item["name"],
-                    "arguments": item["arguments"],
-                }
-            )
+            field = _WRITTEN[item["type"]]
+            item[field] = "".join(pieces)
+            done = {"type": _DELTA[item["type"]].replace(".delta", ".done"), **self._where(index)}
+            if item["type"] == "function_call":
+                item["status"] = status
+                done["name"] = item["name"]
+            done[field] = item[field]
+            frames.append(done)
             frames.append({"type": "response.output_item.done", **_at(index), "item": item})
         self._calls = {}
         return frames
+
+
+_WRITTEN = {"function_call": "arguments", "custom_tool_call": "input"}
+"""Where each kind of call item holds what the model wrote."""
+_DELTA = {
+    "function_call": "response.function_call_arguments.delta",
+    "custom_tool_call": "response.custom_tool_call_input.delta",
+}
 
 
 def _logprobs(logprobs: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ messages: `message` items as they are, `function_call` items as an assistant mes
 messages; `reasoning` items, the model's own given back, are left out. `instructions` go first as
 a system message, and are not stored.
 
-Only function tools can be offered: OpenAI's built-in tools (web search, file search, computer
-use, ...) are a 400 naming the field, as is anything else the gateway cannot do.
+Function tools and OpenAI's free-form `custom` tools can be offered (their calls and outputs
+given back as `custom_tool_call` and `custom_tool_call_output` items); OpenAI's built-in tools
+(web search, file search, computer use, ...) are a 400 naming the field, as is anything else the
+gateway cannot do.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ RESPONSE_ID = r"^[A-Za-z0-9_\-]{1,128}$"
 """What a response id may look like: the gateway's are `resp_` and hex digits."""
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TOOL_CHOICES = frozenset({"auto", "none", "required"})
-_ITEM_TYPES = "message, function_call, function_call_output and reasoning"
+_ITEM_TYPES = (
+    "message, function_call, function_call_output, custom_tool_call, custom_tool_call_output "
+    "and reasoning"
+)
+_CALLS = {"function_call": "arguments", "custom_tool_call": "input"}
+"""The tool call items, and the field that holds what the model wrote."""
+_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+_CHAT_KIND = {"function_call": "function", "custom_tool_call": "custom"}
 _NOT_SUPPORTED = {
     "conversation": "conversations are not supported; chain responses with previous_response_id",
     "prompt": "stored prompt templates are not supported; send instructions and input",
@@ -85,6 +94,10 @@ class Decoded:
     def store(self) -> bool:
         return self.request.store is not False
 
+    @property
+    def custom_tools(self) -> bool:
+        return any(tool["type"] == "custom" for tool in self.fields.get("tools") or ())
+
     def chat_body(self, conversation: list[Item]) -> dict[str, Any]:
         """The chat request of `conversation` (normalised items, the stored ones first)."""
         messages = to_messages(conversation)
@@ -132,26 +145,32 @@ def _fields(req: ResponsesRequest) -> dict[str, Any]:
     return fields
 
 
+_TOOL_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
+    "function": (("description", str), ("parameters", dict), ("strict", bool)),
+    "custom": (("description", str), ("format", dict)),
+}
+
+
 def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     kind = tool.get("type")
-    if kind != "function":
+    if kind not in _TOOL_FIELDS:
         raise InvalidRequest(
-            f"tool type {kind!r} is not supported: only function tools are (the gateway runs "
-            "its own tools, such as web search, by itself)",
+            f"tool type {kind!r} is not supported: only function and custom tools are (the "
+            "gateway runs its own tools, such as web search, by itself)",
             param=f"{where}.type",
         )
     name = tool.get("name")
     if not isinstance(name, str) or not name:
-        raise InvalidRequest("a function tool needs a 'name'", param=f"{where}.name")
-    function: dict[str, Any] = {"name": name}
-    for field, kinds in (("description", str), ("parameters", dict), ("strict", bool)):
+        raise InvalidRequest(f"a {kind} tool needs a 'name'", param=f"{where}.name")
+    definition: dict[str, Any] = {"name": name}
+    for field, kinds in _TOOL_FIELDS[kind]:
         value = tool.get(field)
         if value is None:
             continue
         if not isinstance(value, kinds):
             raise InvalidRequest(f"'{field}' must be a {kinds.__name__}", param=f"{where}.{field}")
-        function[field] = value
-    return {"type": "function", "function": function}
+        definition[field] = value
+    return {"type": kind, kind: definition}
 
 
 def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
@@ -161,13 +180,14 @@ def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
                 f"tool_choice {choice!r} is not one of auto, none, required", param="tool_choice"
             )
         return choice
-    name = choice.get("name")
-    if choice.get("type") != "function" or not isinstance(name, str) or not name:
+    name, kind = choice.get("name"), choice.get("type")
+    if kind not in ("function", "custom") or not isinstance(name, str) or not name:
         raise InvalidRequest(
-            'tool_choice must be auto, none, required or {"type": "function", "name": ...}',
+            'tool_choice must be auto, none, required or {"type": "function" or "custom", '
+            '"name": ...}',
             param="tool_choice",
         )
-    return {"type": "function", "function": {"name": name}}
+    return {"type": kind, kind: {"name": name}}
 
 
 def _response_format(fmt: Any) -> dict[str, Any] | None:
@@ -228,10 +248,10 @@ def normalise(raw: str | list[dict[str, Any]], param: str) -> list[Item]:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
             items.append(_message_item(item.get("role"), item.get("content"), where, item))
-        elif kind == "function_call":
-            items.append(_function_call(item, where))
-        elif kind == "function_call_output":
-            items.append(_function_call_output(item, where))
+        elif kind in _CALLS:
+            items.append(_call(kind, item, where))
+        elif kind in _OUTPUTS:
+            items.append(_call_output(kind, item, where))
         elif kind is None:
             raise InvalidRequest(
                 "an input item needs a 'type' (or a 'role', for a message)", param=f"{where}.type"
@@ -318,45 +338,52 @@ def _call_id(item: Item, where: str) -> str:
     return call_id
 
 
-def _function_call(item: Item, where: str) -> Item:
+def _call(kind: str, item: Item, where: str) -> Item:
+    """A `function_call` (its `arguments`; an object is taken as its JSON) or a
+    `custom_tool_call` (its free-form `input`)."""
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("'name' is required", param=f"{where}.name")
-    arguments = item.get("arguments")
-    if isinstance(arguments, dict):
-        arguments = orjson.dumps(arguments).decode()
-    elif arguments is None:
-        arguments = "{}"
-    return {
-        "id": _item_id(item, "fc_"),
-        "type": "function_call",
+    field = _CALLS[kind]
+    written = item.get(field)
+    if isinstance(written, dict):
+        written = orjson.dumps(written).decode()
+    elif written is None:
+        written = "{}" if kind == "function_call" else ""
+    call = {
+        "id": _item_id(item, "fc_" if kind == "function_call" else "ctc_"),
+        "type": kind,
         "call_id": _call_id(item, where),
         "name": name,
-        "arguments": _text_of(arguments, "arguments", where),
-        "status": "completed",
+        field: _text_of(written, field, where),
     }
+    if kind == "function_call":
+        call["status"] = "completed"
+    return call
 
 
-def _function_call_output(item: Item, where: str) -> Item:
+def _call_output(kind: str, item: Item, where: str) -> Item:
     output = item.get("output")
     if isinstance(output, list):
         texts = []
         for j, part in enumerate(output):
             if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
                 raise InvalidRequest(
-                    "a function_call_output can only hold text (images and files are not "
-                    "supported in tool results)",
+                    f"a {kind} can only hold text (images and files are not supported in "
+                    "tool results)",
                     param=f"{where}.output[{j}]",
                 )
             texts.append(_text_of(part.get("text"), "text", f"{where}.output[{j}]"))
         output = "".join(texts)
-    return {
-        "id": _item_id(item, "fco_"),
-        "type": "function_call_output",
+    normalised = {
+        "id": _item_id(item, "fco_" if kind == "function_call_output" else "ctco_"),
+        "type": kind,
         "call_id": _call_id(item, where),
         "output": _text_of(output, "output", where),
-        "status": "completed",
     }
+    if kind == "function_call_output":
+        normalised["status"] = "completed"
+    return normalised
 
 
 # --- normalised items as chat messages ----------------------------------------------------------
@@ -369,18 +396,19 @@ def to_messages(items: list[Item]) -> list[Message]:
         kind = item["type"]
         if kind == "message":
             messages.append({"role": item["role"], "content": _content(item)})
-        elif kind == "function_call":
+        elif kind in _CALLS:
+            chat_kind, field = _CHAT_KIND[kind], _CALLS[kind]
             call = {
                 "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "type": chat_kind,
+                chat_kind: {"name": item["name"], field: item[field]},
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in _OUTPUTS:
             messages.append(
                 {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]}
             )

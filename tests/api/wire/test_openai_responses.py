@@ -307,3 +307,33 @@ async def test_keep_gets_the_final_response_before_it_is_sent() -> None:
     async for frame in openai_responses.stream(fixed(TEXT), head(), keep):
         frames_so_far.append(frame)
     assert seen == [len(frames_so_far) - 1]
+
+
+async def test_a_custom_tool_call_is_a_custom_tool_call_item() -> None:
+    events: list[Event] = [
+        ToolCallDelta(0, "call_p", "python", "", custom=True),
+        ToolCallDelta(0, None, None, "print(", custom=True),
+        ToolCallDelta(0, None, None, "'hi')", custom=True),
+        Finish("tool_calls"),
+    ]
+    _, out = await streamed(events)
+    assert [e["type"] for e in out[2:-1]] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+    ]
+    assert [e["delta"] for e in out[3:5]] == ["print(", "'hi')"]
+    assert out[5]["input"] == "print('hi')"
+    assert "name" not in out[5]
+    for event in out:
+        EVENTS.validate_python(event)
+    [call] = out[-1]["response"]["output"]
+    assert call == {
+        "id": "ctc_2",
+        "type": "custom_tool_call",
+        "input": "print('hi')",
+        "call_id": "call_p",
+        "name": "python",
+    }

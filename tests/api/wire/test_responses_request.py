@@ -291,3 +291,57 @@ def test_bad_or_unsupported_input_is_a_400_naming_the_field(
 def test_builtin_tools_are_refused_by_name() -> None:
     with pytest.raises(InvalidRequest, match="'web_search_preview' is not supported"):
         decode({"input": "hi", "tools": [{"type": "web_search_preview"}]})
+
+
+def test_custom_tools_their_calls_and_outputs() -> None:
+    grammar = {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}
+    body = chat(
+        {
+            "input": [
+                {"role": "user", "content": "run it"},
+                {"type": "custom_tool_call", "call_id": "c1", "name": "python", "input": "1+1"},
+                {"type": "custom_tool_call_output", "call_id": "c1", "output": "2"},
+            ],
+            "tools": [
+                {"type": "custom", "name": "python", "description": "Runs code", "format": grammar}
+            ],
+            "tool_choice": {"type": "custom", "name": "python"},
+        }
+    )
+    assert body["tools"] == [
+        {
+            "type": "custom",
+            "custom": {"name": "python", "description": "Runs code", "format": grammar},
+        }
+    ]
+    assert body["tool_choice"] == {"type": "custom", "custom": {"name": "python"}}
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "custom", "custom": {"name": "python", "input": "1+1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "2"},
+    ]
+    assert decode({"input": "x", "tools": [{"type": "custom", "name": "python"}]}).custom_tools
+    assert not decode({"input": "x", "tools": [WEATHER]}).custom_tools
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "hi", "tools": [{"type": "custom"}]}, "tools[0].name"),
+        (
+            {"input": "hi", "tools": [{"type": "custom", "name": "p", "format": "x"}]},
+            "tools[0].format",
+        ),
+        ({"input": [{"type": "custom_tool_call", "call_id": "c", "input": "x"}]}, "input[0].name"),
+        ({"input": [{"type": "custom_tool_call_output", "output": "x"}]}, "input[0].call_id"),
+    ],
+)
+def test_bad_custom_tools_are_a_400_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        chat(body)
+    assert caught.value.param == param
