@@ -95,7 +95,7 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         ("delete", "/v1/responses/{response_id}", {"400", "401", "404", "429", "503"}),
         ("get", "/v1/responses/{response_id}/input_items", {"400", "401", "404", "429", "503"}),
         ("get", "/v1/models", {"401"}),
-        ("get", "/v1/models/{model_id}", {"401", "404"}),
+        ("get", "/v1/models/{model_id}", {"400", "401", "404"}),
         ("get", "/v1/tools", {"401", "429", "503"}),
         ("post", "/v1/tools/{name}", UPSTREAM),
         ("post", "/api/v1/tools/search", UPSTREAM),
