@@ -25,6 +25,7 @@ from app.providers.router import Router
 from app.state.cache import Caches
 from app.state.ratelimit import RateLimiter
 from app.state.redis import open_redis
+from app.state.responses import ResponseStore
 from app.state.sessions import SessionStore
 from app.tools.context import Plugin, ToolContext
 from app.tools.registry import ToolRegistry, load_registry
@@ -39,6 +40,7 @@ class Services:
     redis: aioredis.Redis
     caches: Caches
     sessions: SessionStore
+    responses: ResponseStore
     limiter: RateLimiter
     registry: ToolRegistry
     engine: Engine
@@ -109,6 +111,7 @@ async def open_services(
             redis=redis,
             caches=caches,
             sessions=sessions,
+            responses=ResponseStore(redis, ttl=settings.state.responses_ttl),
             limiter=RateLimiter(redis, settings.security.rate_limit_fail_open),
             registry=registry,
             engine=engine,

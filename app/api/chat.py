@@ -1,7 +1,8 @@
 """POST /v1/chat/completions.
 
 This is the hot path, so it is a plain Starlette endpoint: FastAPI's dependency solving and
-response handling would cost more than the rest of the gateway's own work per request."""
+response handling would cost more than the rest of the gateway's own work per request. Its
+helpers for a turn's headers, billing and a client that leaves serve /v1/responses too."""
 
 from __future__ import annotations
 

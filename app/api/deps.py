@@ -16,6 +16,7 @@ from app.ops.health import HealthChecker
 from app.providers.router import Router
 from app.security.identity import ANONYMOUS, Identity
 from app.services import Services
+from app.state.responses import ResponseStore
 from app.state.sessions import SessionStore
 from app.tools.registry import ToolRegistry
 
@@ -69,6 +70,10 @@ async def _sessions(s: ServicesDep) -> SessionStore:
     return s.sessions
 
 
+async def _responses(s: ServicesDep) -> ResponseStore:
+    return s.responses
+
+
 async def _conversations(s: ServicesDep) -> Conversations:
     return s.conversations
 
@@ -82,5 +87,6 @@ HealthDep = Annotated[HealthChecker, Depends(_health)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 ToolsDep = Annotated[ToolRegistry, Depends(_tools)]
 SessionsDep = Annotated[SessionStore, Depends(_sessions)]
+ResponsesDep = Annotated[ResponseStore, Depends(_responses)]
 ConversationsDep = Annotated[Conversations, Depends(_conversations)]
 SecurityDep = Annotated[SecuritySettings, Depends(_security)]

@@ -51,7 +51,7 @@ def test_422_appears_nowhere(document: dict[str, Any]) -> None:
 
 def test_every_post_route_documents_its_json_body(document: dict[str, Any]) -> None:
     posts = [(path, op) for method, path, op in operations(document) if method == "post"]
-    assert len(posts) == 11
+    assert len(posts) == 12
     for path, operation in posts:
         body = operation.get("requestBody")
         assert body is not None, path
@@ -92,6 +92,10 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
     [
         ("post", "/v1/chat/completions", UPSTREAM),
         ("post", "/v1/embeddings", UPSTREAM),
+        ("post", "/v1/responses", UPSTREAM),
+        ("get", "/v1/responses/{response_id}", {"400", "401", "404", "429", "503"}),
+        ("delete", "/v1/responses/{response_id}", {"400", "401", "404", "429", "503"}),
+        ("get", "/v1/responses/{response_id}/input_items", {"400", "401", "404", "429", "503"}),
         ("get", "/v1/models", {"401"}),
         ("get", "/v1/models/{model_id}", {"400", "401", "404"}),
         ("get", "/v1/tools", {"401", "429", "503"}),

@@ -3,17 +3,10 @@ OpenAI routes (`text-completion-openai/…` and `openai/…`), plain and streame
 
 from __future__ import annotations
 
-import os
-
+import litellm
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # its price list is not fetched
-import litellm
-
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
-
-# LiteLLM's TypedDicts make pydantic warn once they are first used.
-pytestmark = pytest.mark.filterwarnings("ignore:Items? .* using the .ReadOnly. qualifier")
 
 
 @pytest.mark.parametrize("route", ["text-completion-openai", "openai"])

@@ -5,6 +5,7 @@ and read the diff before committing it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from app.api.wire import (
     chat_stream,
     openai_chat,
     openai_completions,
+    openai_responses,
 )
+from app.api.wire.responses_request import decode
 from app.chat.events import Event
 from app.chat.replay import play
 from app.chat.turn import Turn
@@ -99,6 +102,21 @@ async def anthropic_message(turn: Turn) -> bytes:
     return await _json(await anthropic_messages.message(turn, options))
 
 
+def responses_head() -> openai_responses.Head:
+    """The echo of a small request, and ids counted from 1."""
+    numbers = itertools.count(1)
+    echo = decode({"model": "openai/m", "input": "hi", "instructions": "Be brief."}).echo
+    return openai_responses.Head(echo, lambda prefix: f"{prefix}{next(numbers)}")
+
+
+async def responses_stream(turn: Turn) -> bytes:
+    return await joined(openai_responses.stream(turn, responses_head()))
+
+
+async def responses_body(turn: Turn) -> bytes:
+    return await _json(await openai_responses.response(turn, responses_head()))
+
+
 WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "openai_chat.sse": openai_stream,
     "openai_chat_plain.sse": openai_stream_plain,
@@ -112,6 +130,8 @@ WIRES: dict[str, Callable[[Turn], Awaitable[bytes]]] = {
     "anthropic_messages.sse": anthropic_stream,
     "anthropic_messages_plain.sse": anthropic_stream_plain,
     "anthropic_messages.json": anthropic_message,
+    "openai_responses.sse": responses_stream,
+    "openai_responses.json": responses_body,
 }
 
 
