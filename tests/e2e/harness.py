@@ -231,7 +231,8 @@ def send(page: Any, text: str) -> None:
 
 def wait_for_reply(page: Any, turn: int, timeout: float = 90) -> dict[str, Any]:
     """Wait until the `turn`-th assistant message (1-based) is done (its action buttons show)
-    or shows an error; returns its text, error notice text and any error toast texts."""
+    or shows an error; returns its text, the line above it (a status, when one was sent), error
+    notice text and any error toast texts."""
     page.wait_for_function(
         """([turn, errorBox]) => {
             const replies = document.querySelectorAll('.chat-assistant');
@@ -250,6 +251,7 @@ def wait_for_reply(page: Any, turn: int, timeout: float = 90) -> dict[str, Any]:
     errors = reply.locator(ERROR_BOX)
     return {
         "text": " ".join(t.strip() for t in prose.all_inner_texts()).strip(),
+        "status": reply.inner_text().split("\n", 1)[0].strip(),  # the line above the text
         "errors": [t.strip() for t in errors.all_inner_texts()],
         "toasts": [t.strip() for t in page.locator(ERROR_TOAST).all_inner_texts()],
     }

@@ -77,6 +77,8 @@ def stack(openai_server: tuple[str, OpenAIUpstreamState]) -> Iterator[Stack]:
                 free_port(),
                 log=root / "openwebui.log",
                 DEFAULT_MODELS="openai/gpt-test",
+                # as docker-compose starts it: its X-OpenWebUI-* headers bring status events
+                ENABLE_FORWARD_USER_INFO_HEADERS="true",
             ) as openwebui,
             harness.browser() as browser,
         ):
@@ -157,9 +159,24 @@ def test_background_tasks_reach_the_upstream_without_the_persona(stack: Stack) -
             assert not persona, f"the {kind} task was sent with the persona: {persona}"
 
 
+def test_a_gateway_tool_shows_as_a_status_line_not_in_the_answer(stack: Stack) -> None:
+    """The model calls the gateway's calculator: OpenWebUI shows the tool's status above the
+    message (its status events), and the answer's text is the model's alone."""
+    stack.upstream.script = [[("calculator", '{"expression": "6*7"}')]]
+    try:
+        reply = chat(stack, "openai/scripted", "What is 6*7?", "tool-status")
+    finally:
+        stack.upstream.script = []
+    where = _shown(reply)
+    assert reply["text"] == "Final: 42", where
+    assert reply["status"].startswith("Ran calculator in "), where
+    assert reply["errors"] == [], where
+
+
 def _shown(reply: dict[str, Any]) -> str:
     return (
-        f"OpenWebUI showed text {reply['text']!r}, error notices {reply['errors']!r}, "
+        f"OpenWebUI showed text {reply['text']!r}, status {reply['status']!r}, "
+        f"error notices {reply['errors']!r}, "
         f"error toasts {reply['toasts']!r} (screenshot {reply['screenshot']})"
     )
 
