@@ -84,6 +84,8 @@ async def read(opened: OpenStream, deadline: float, total_timeout: float) -> Asy
 def _events(choice: dict[str, Any]) -> list[Event]:
     index = choice.get("index") or 0
     delta = choice.get("delta") or {}
+    if len(delta) == 1 and (text := delta.get("content")) and not choice.get("finish_reason"):
+        return [Text(text, index, choice.get("logprobs"))]  # most chunks: a piece of text
     events: list[Event] = []
     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
     if reasoning:  # DeepSeek and vLLM say reasoning_content; OpenRouter and others reasoning
