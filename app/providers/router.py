@@ -295,13 +295,16 @@ class Router:
         return None
 
     async def _rest(self, route: Route, stream: AsyncGenerator[Chunk, None]) -> list[Chunk]:
-        """The rest of an answer used only whole, read within TOTAL_TIMEOUT."""
+        """The rest of an answer used only whole. As a streamed answer, it may last TOTAL_TIMEOUT,
+        checked at each chunk (REQUEST_TIMEOUT bounds any silence): no timer per request."""
         limit = self._settings.total_timeout
-        try:
-            async with asyncio.timeout(limit):
-                return [chunk async for chunk in stream]
-        except TimeoutError:
-            raise AnswerTooLong(route.provider.name, limit) from None
+        deadline = time.monotonic() + limit
+        chunks: list[Chunk] = []
+        async for chunk in stream:
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise AnswerTooLong(route.provider.name, limit)
+        return chunks
 
     def _backoff(self, attempt: int, error: GatewayError) -> float | None:
         """Seconds to wait before retrying the same route; None to move on at once."""
