@@ -4,6 +4,9 @@ the producer here and one case per encoder.
 
 Errors are not events: the stream raises a `GatewayError`, and each encoder says it in its own
 way (an HTTP status before the first byte, an in-band error after it).
+
+Events are values, never changed once made; they are not `frozen` dataclasses only because a
+turn makes one per token, and a frozen dataclass takes three times as long to make.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from app.errors import GatewayError
 from app.tools.registry import ToolOutcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Text:
     """A piece of an answer's text (`logprobs`: the upstream's for this piece)."""
 
@@ -24,7 +27,7 @@ class Text:
     logprobs: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reasoning:
     """A piece of the model's reasoning, where the upstream sends it apart from the answer."""
 
@@ -32,13 +35,13 @@ class Reasoning:
     choice: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     text: str
     choice: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCallDelta:
     """A piece of a call of one of the client's tools, for the client to run: a function's
     `arguments`, or a `custom` tool's free-form input in the same field."""
@@ -55,7 +58,7 @@ class ToolCallDelta:
         return "custom" if self.custom else "function"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolStarted:
     """The gateway started one of its own tools."""
 
@@ -64,7 +67,7 @@ class ToolStarted:
     arguments: dict[str, Any] | str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolFinished:
     """One of the gateway's tools is done."""
 
@@ -72,21 +75,21 @@ class ToolFinished:
     outcome: ToolOutcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Waiting:
     """The gateway's tools are still running: a keep-alive, never stored."""
 
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sources:
     """Where the answer's facts came from: `{"tool", "url", "title"?}` or `{"tool", "source"}`."""
 
     items: tuple[dict[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AgentStep:
     """An agent of the turn starts or ends its step."""
 
@@ -95,12 +98,12 @@ class AgentStep:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FollowUps:
     questions: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -118,13 +121,13 @@ class Usage:
 NO_USAGE = Usage(0, 0, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Timings:
     ttft_ms: float
     total_ms: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     reason: str
     choice: int = 0
