@@ -168,7 +168,7 @@ def test_a_gateway_tool_shows_as_a_status_line_not_in_the_answer(stack: Stack) -
     finally:
         stack.upstream.script = []
     where = _shown(reply)
-    assert reply["text"] == "Final: 42", where
+    assert reply["text"] == 'Final: {"expression":"6*7","result":42}', where
     assert reply["status"].startswith("Ran calculator in "), where
     assert reply["errors"] == [], where
 

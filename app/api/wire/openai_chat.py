@@ -124,9 +124,11 @@ def _status(description: str, *, done: bool) -> bytes:
 
 
 def _finished(outcome: ToolOutcome) -> str:
-    if outcome.ok:
-        return f"Ran {outcome.name} in {outcome.seconds:.1f} s"
-    return f"{outcome.name} failed"
+    if not outcome.ok:
+        return f"{outcome.name} failed"
+    ms = outcome.seconds * 1000
+    took = f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+    return f"Ran {outcome.name} in {took}"
 
 
 def _call_delta(event: ev.ToolCallDelta) -> dict[str, Any]:
