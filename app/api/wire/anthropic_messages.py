@@ -12,19 +12,17 @@ after the first byte is an `error` event, and the stream ends there.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 import orjson
 
+from app.api.wire.sse import mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
-from app.errors import GatewayError, UpstreamError
+from app.errors import UpstreamError
 from app.ids import new_id
-
-log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 _PING: Json = {"type": "ping"}
@@ -54,13 +52,8 @@ async def stream(turn: Turn, options: Options) -> AsyncIterator[bytes]:
         async for event in turn.events():
             for frame in blocks.frames(event):
                 yield _sse(frame)
-    except GatewayError as exc:
-        log.warning("stream from %s failed mid-answer: %s", turn.model, exc.message)
-        yield _sse(exc.anthropic_body())
-        return
-    except Exception:
-        log.exception("stream from %s failed mid-answer", turn.model)
-        yield _sse(GatewayError("internal error").anthropic_body())
+    except Exception as exc:
+        yield _sse(mid_answer(exc, f"stream from {turn.model}").anthropic_body())
         return
     for frame in blocks.close():
         yield _sse(frame)

@@ -5,18 +5,14 @@ model, sources, usage}`) or `error` (the OpenAI error object). Keep-alives are S
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any, assert_never
 
 import orjson
 
-from app.api.wire.sse import comment
+from app.api.wire.sse import comment, mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
-from app.errors import GatewayError
-
-log = logging.getLogger(__name__)
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -69,13 +65,8 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
                     pass
                 case _:
                     assert_never(event)
-    except GatewayError as exc:
-        log.warning("turn of session %s failed: %s", turn.session_id, exc.message)
-        yield _event("error", exc.body()["error"])
-        return
-    except Exception:
-        log.exception("turn of session %s failed", turn.session_id)
-        yield _event("error", GatewayError("internal error").body()["error"])
+    except Exception as exc:
+        yield _event("error", mid_answer(exc, f"turn of session {turn.session_id}").body()["error"])
         return
     yield _event(
         "done",

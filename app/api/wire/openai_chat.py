@@ -13,21 +13,17 @@ gateway's tool calls are listed in `tools_used`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 import orjson
 
-from app.api.wire.sse import comment
+from app.api.wire.sse import comment, mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
-from app.errors import GatewayError
 from app.ids import new_id
 from app.tools.registry import ToolOutcome
-
-log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -105,12 +101,9 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                     pass
                 case _:
                     assert_never(event)
-    except GatewayError as exc:
-        log.warning("stream from %s failed mid-answer: %s", turn.model, exc.message)
-        yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
-    except Exception:
-        log.exception("stream from %s failed mid-answer", turn.model)
-        yield b"data: " + orjson.dumps(GatewayError("internal error").body()) + b"\n\n"
+    except Exception as exc:
+        error = mid_answer(exc, f"stream from {turn.model}")
+        yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
     else:
         if options.include_usage:
             usage = orjson.dumps((turn.usage or ev.NO_USAGE).public())

@@ -10,7 +10,6 @@ Reasoning and tool activity have no place in a text completion; a refusal is the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -18,13 +17,10 @@ from typing import Any, assert_never
 import orjson
 
 from app.api.schemas import CompletionRequest, validate
-from app.api.wire.sse import comment
+from app.api.wire.sse import comment, mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
-from app.errors import GatewayError
 from app.providers.router import Needs
-
-log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 DEFAULT_MAX_TOKENS = 16
@@ -89,12 +85,9 @@ async def stream(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
                     pass
                 case _:
                     assert_never(event)
-    except GatewayError as exc:
-        log.warning("completion from %s failed mid-answer: %s", turn.model, exc.message)
-        yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
-    except Exception:
-        log.exception("completion from %s failed mid-answer", turn.model)
-        yield b"data: " + orjson.dumps(GatewayError("internal error").body()) + b"\n\n"
+    except Exception as exc:
+        error = mid_answer(exc, f"completion from {turn.model}")
+        yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
     else:
         if include_usage:
             usage = orjson.dumps((turn.usage or ev.NO_USAGE).public())

@@ -19,20 +19,17 @@ model's reasoning as a `reasoning` item, each of the client's tool calls as a `f
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
 import orjson
 
-from app.api.wire.sse import comment
+from app.api.wire.sse import comment, mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
 from app.errors import GatewayError
 from app.ids import new_id
-
-log = logging.getLogger(__name__)
 
 Frame = dict[str, Any] | bytes
 """A stream event to number and send, or an SSE comment as it goes out."""
@@ -89,13 +86,9 @@ async def stream(turn: Turn, head: Head, keep: Keep | None = None) -> AsyncItera
         final = _response(turn, head, response_id, status, output.items, details)
         if keep is not None:
             await keep(final)
-    except GatewayError as exc:
-        log.warning("stream from %s failed mid-answer: %s", turn.model, exc.message)
-        yield frame(_failed(turn, head, response_id, output, exc))
-    except Exception:
-        log.exception("stream from %s failed mid-answer", turn.model)
-        failure = GatewayError("the gateway failed unexpectedly; see its log for details")
-        yield frame(_failed(turn, head, response_id, output, failure))
+    except Exception as exc:
+        error = mid_answer(exc, f"stream from {turn.model}")
+        yield frame(_failed(turn, head, response_id, output, error))
     else:
         yield frame({"type": f"response.{status}", "response": final})
 

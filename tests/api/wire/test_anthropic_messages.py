@@ -197,6 +197,7 @@ async def test_an_error_after_the_first_byte_is_an_error_event_and_the_end(
     body = json.loads(last.split("data: ", 1)[1])
     assert body["type"] == "error"
     assert body["error"]["type"] == kind
-    message = error.message if isinstance(error, GatewayError) else "internal error"
+    unexpected = "the gateway failed unexpectedly; see its log for details"
+    message = error.message if isinstance(error, GatewayError) else unexpected
     assert body["error"]["message"] == message
     assert not any(b"message_stop" in f or b"message_delta" in f for f in out)
