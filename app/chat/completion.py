@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 from app.chat.events import (
-    NO_USAGE,
     Event,
     Finish,
     Reasoning,
@@ -48,12 +47,7 @@ async def in_order(
         async for event in events:
             match event:
                 case Usage():
-                    usage = usage or NO_USAGE
-                    usage = Usage(
-                        usage.prompt_tokens + event.prompt_tokens,
-                        usage.completion_tokens + event.completion_tokens,
-                        usage.total_tokens + event.total_tokens,
-                    )
+                    usage = event if usage is None else usage + event
                 case Text() | Reasoning() | Refusal() | ToolCallDelta() | Finish() if offset:
                     yield replace(event, choice=event.choice + offset)
                 case _:

@@ -110,6 +110,15 @@ class Usage:
     total_tokens: int
     estimated: bool = False
 
+    def __add__(self, other: Usage) -> Usage:
+        """Two answers' usage together (the rounds of a tool loop, the prompts of a list)."""
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+            self.estimated or other.estimated,
+        )
+
     def public(self) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_tokens,

@@ -208,15 +208,7 @@ class ToolLoop:
         return await self._router.open(self._route, body, self._needs)
 
     def _add(self, usage: Usage) -> None:
-        total = self._usage
-        if total is None:
-            self._usage = usage
-            return
-        self._usage = Usage(
-            total.prompt_tokens + usage.prompt_tokens,
-            total.completion_tokens + usage.completion_tokens,
-            total.total_tokens + usage.total_tokens,
-        )
+        self._usage = usage if self._usage is None else self._usage + usage
 
 
 def tool_name(tool: dict[str, Any]) -> str:
