@@ -3,6 +3,7 @@ cannot work. Unknown fields are kept (and forwarded); explicit nulls mean "not g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -125,6 +126,12 @@ class StreamOptions(_Wire):
     include_usage: bool | None = None
 
 
+def _needs_stream(value: StreamOptions | None, info: ValidationInfo) -> object:
+    if value is not None and not info.data.get("stream"):
+        raise ValueError("stream_options is only allowed when stream is true")
+    return value
+
+
 class ChatCompletionRequest(_Wire):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
@@ -145,12 +152,7 @@ class ChatCompletionRequest(_Wire):
     response_format: dict[str, Any] | None = None
     user: str | dict[str, Any] | None = None
 
-    @field_validator("stream_options")
-    @classmethod
-    def _needs_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
-        if value is not None and not info.data.get("stream"):
-            raise ValueError("stream_options is only allowed when stream is true")
-        return value
+    _stream_only = field_validator("stream_options")(_needs_stream)
 
 
 class CompletionRequest(_Wire):
@@ -189,12 +191,7 @@ class CompletionRequest(_Wire):
                 )
         return value
 
-    @field_validator("stream_options")
-    @classmethod
-    def _needs_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
-        if value is not None and not info.data.get("stream"):
-            raise ValueError("stream_options is only allowed when stream is true")
-        return value
+    _stream_only = field_validator("stream_options")(_needs_stream)
 
     @field_validator("stop")
     @classmethod
@@ -203,33 +200,25 @@ class CompletionRequest(_Wire):
             raise ValueError("at most 4 stop sequences")
         return value
 
-    @field_validator("echo")
+    @field_validator("echo", "suffix", "logprobs", "best_of")
     @classmethod
-    def _no_echo(cls, value: bool | None) -> object:
-        if value:
-            raise ValueError("echo is not supported: the answer holds only the completion")
+    def _refused(cls, value: object, info: ValidationInfo) -> object:
+        refused, why = _REFUSED[str(info.field_name)]
+        if refused(value):
+            raise ValueError(why)
         return value
 
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, value: str | None) -> object:
-        if value:
-            raise ValueError("suffix (fill in the middle) is not supported")
-        return value
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> object:
-        if value is not None:
-            raise ValueError("logprobs are not supported on /v1/completions")
-        return value
-
-    @field_validator("best_of")
-    @classmethod
-    def _no_best_of(cls, value: int | None) -> object:
-        if value is not None and value > 1:
-            raise ValueError("best_of above 1 is not supported: ask for n choices instead")
-        return value
+_REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "echo": (bool, "echo is not supported: the answer holds only the completion"),
+    "suffix": (bool, "suffix (fill in the middle) is not supported"),
+    "logprobs": (lambda v: v is not None, "logprobs are not supported on /v1/completions"),
+    "best_of": (
+        lambda v: v is not None and v > 1,
+        "best_of above 1 is not supported: ask for n choices instead",
+    ),
+}
+"""What `/v1/completions` refuses, by field: when, and why."""
 
 
 class EmbeddingRequest(_Wire):
