@@ -10,6 +10,7 @@ Reasoning and tool activity have no place in a text completion; a refusal is the
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -97,14 +98,13 @@ async def stream(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
 
 async def completion(turn: Turn) -> dict[str, Any]:
     """The whole turn as one `text_completion`."""
-    texts: dict[int, list[str]] = {}
+    texts: defaultdict[int, list[str]] = defaultdict(list)
     finishes: dict[int, str] = {}
     async for event in turn.events():
         match event:
             case ev.Text(text=text, choice=choice) | ev.Refusal(text=text, choice=choice):
-                texts.setdefault(choice, []).append(text)
+                texts[choice].append(text)
             case ev.Finish(reason=reason, choice=choice):
-                texts.setdefault(choice, [])
                 finishes[choice] = reason
             case (
                 ev.Reasoning()
@@ -133,7 +133,7 @@ async def completion(turn: Turn) -> dict[str, Any]:
                 "logprobs": None,
                 "finish_reason": finishes.get(index, "stop"),
             }
-            for index in sorted(texts)
+            for index in sorted(texts.keys() | finishes.keys())
         ],
         "usage": (turn.usage or ev.NO_USAGE).public(),
     }
