@@ -10,15 +10,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from app.api.chat import billed, charge_turn, metered, turn_headers, unless_gone
+from app.api.answer import streamed, whole
 from app.api.deps import ServicesDep
 from app.api.openapi import errors, ref, request_body
-from app.api.responses import JSON, EventStream
+from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
-from app.api.wire import anthropic_messages, sse
+from app.api.wire import anthropic_messages
 from app.api.wire.anthropic_request import (
     MessagesRequest,
     TokenCountRequest,
@@ -49,17 +48,9 @@ async def messages(request: Request, gateway: ServicesDep) -> Response:
         options = anthropic_messages.Options(
             thinking=decoded.thinking, input_tokens=_input_tokens(gateway.engine, body, turn.model)
         )
-        events = anthropic_messages.stream(turn, options)
-        if billed(request, turn):
-            events = metered(request, turn, events)
-        return EventStream(events, headers={**sse.HEADERS, **turn_headers(turn)})
+        return streamed(request, turn, anthropic_messages.stream(turn, options))
     options = anthropic_messages.Options(thinking=decoded.thinking)
-    turn, answer = await unless_gone(request, _whole(gateway.engine, body, needs, options))
-    return JSON(
-        answer,
-        headers=turn_headers(turn) or None,
-        background=BackgroundTask(charge_turn, request, turn) if billed(request, turn) else None,
-    )
+    return await whole(request, _whole(gateway.engine, body, needs, options))
 
 
 @router.post(

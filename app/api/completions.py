@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from app.api.chat import billed, charge_turn, metered, unless_gone
+from app.api.answer import streamed, whole
 from app.api.deps import ServicesDep
 from app.api.openapi import errors, request_body
-from app.api.responses import JSON, EventStream
 from app.api.schemas import CompletionRequest, parse_json
-from app.api.wire import openai_completions, sse
+from app.api.wire import openai_completions
 from app.chat.engine import Engine
 from app.chat.turn import Turn
 
@@ -40,13 +38,8 @@ async def completions(request: Request, gateway: ServicesDep) -> Response:
     req = openai_completions.decode(parse_json(await request.body()))
     if req.stream:
         turn = await gateway.engine.complete(req.body, req.needs)
-        events = openai_completions.stream(turn, req.include_usage)
-        if billed(request, turn):
-            events = metered(request, turn, events)
-        return EventStream(events, headers=sse.HEADERS)
-    turn, completion = await unless_gone(request, _whole(gateway.engine, req))
-    charged = BackgroundTask(charge_turn, request, turn) if billed(request, turn) else None
-    return JSON(completion, background=charged)
+        return streamed(request, turn, openai_completions.stream(turn, req.include_usage))
+    return await whole(request, _whole(gateway.engine, req))
 
 
 async def _whole(engine: Engine, req: openai_completions.Request) -> tuple[Turn, dict[str, Any]]:

@@ -10,18 +10,18 @@ plain request is answered even when its response cannot be stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from app.api.chat import billed, charge_turn, metered, turn_headers, unless_gone
+from app.api.answer import streamed, whole
 from app.api.deps import IdentityDep, ResponsesDep, ServicesDep
 from app.api.openapi import errors, request_body
-from app.api.responses import JSON, EventStream
+from app.api.responses import JSON
 from app.api.schemas import parse_json
-from app.api.wire import openai_responses, responses_request, sse
+from app.api.wire import openai_responses, responses_request
 from app.api.wire.responses_request import RESPONSE_ID, Decoded, ResponsesRequest
 from app.chat.engine import Engine
 from app.chat.turn import Turn
@@ -81,24 +81,21 @@ async def create_response(
 
     if decoded.request.stream:
         turn = await services.engine.chat(body, needs)
-        events = openai_responses.stream(turn, head, keep)
-        if billed(request, turn):
-            events = metered(request, turn, events)
-        return EventStream(events, headers={**sse.HEADERS, **turn_headers(turn)})
-    turn, response = await unless_gone(request, _whole(services.engine, body, needs, head))
-    await keep(response)
-    return JSON(
-        response,
-        headers=turn_headers(turn) or None,
-        background=BackgroundTask(charge_turn, request, turn) if billed(request, turn) else None,
-    )
+        return streamed(request, turn, openai_responses.stream(turn, head, keep))
+    return await whole(request, _whole(services.engine, body, needs, head, keep))
 
 
 async def _whole(
-    engine: Engine, body: dict[str, Any], needs: Needs, head: openai_responses.Head
+    engine: Engine,
+    body: dict[str, Any],
+    needs: Needs,
+    head: openai_responses.Head,
+    keep: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> tuple[Turn, dict[str, Any]]:
     turn = await engine.chat(body, needs)
-    return turn, await openai_responses.response(turn, head)
+    response = await openai_responses.response(turn, head)
+    await keep(response)
+    return turn, response
 
 
 async def _keep(store: ResponseStore, scope: str, decoded: Decoded, stored: StoredResponse) -> None:
