@@ -6,8 +6,9 @@
 - the process's resident memory once the embedder is loaded, and after the 100k store.
 
 The 10k/100k stores are filled directly (catalogue rows and Chroma vectors) with synthetic
-passages and random unit vectors: embedding 100k real chunks would take this 2-core machine
-most of an hour, and a search costs the same whatever the stored vectors mean. The queries are
+passages (the ingested corpus's sentences, shuffled) and random unit vectors: embedding 100k
+real chunks would take this 2-core machine over an hour, and a search costs the same whatever
+the stored vectors mean. The queries are
 real sentences, embedded by the real model on every call.
 
     python benchmarks/knowledge.py [--sizes 10000,100000] [--queries 200] [--corpus DIR]
@@ -34,11 +35,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.config import load_settings  # noqa: E402
-from app.knowledge.catalogue import ChunkRow, DocumentRow  # noqa: E402
-from app.knowledge.documents import Documents  # noqa: E402
-from app.knowledge.service import open_knowledge  # noqa: E402
-from app.providers.router import Router  # noqa: E402
+from app.config import load_settings
+from app.knowledge.catalogue import ChunkRow, DocumentRow
+from app.knowledge.documents import Documents
+from app.knowledge.service import open_knowledge
+from app.providers.router import Router
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = [
@@ -51,12 +52,6 @@ QUERIES = [
     "what temperature should the oven be for the bread",
     "Who approves travel expenses over the limit?",
 ]
-WORDS = (
-    "boiler pressure warranty radiator invoice refund policy server port key rotation oven "
-    "bread flour travel expense approval coast harbour museum vacation employee contract "
-    "database index replica cluster latency cache token budget passage citation engine "
-    "garden soil compost tomato irrigation battery charger cable voltage firmware update"
-).split()
 RSS_MB = 1024 * 1024
 
 
@@ -64,27 +59,47 @@ def rss() -> float:
     return round(psutil.Process().memory_info().rss / RSS_MB, 1)
 
 
-def passage(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 140))) + "."
+def sentences(documents: Documents) -> list[str]:
+    """The sentences of every stored chunk: the synthetic passages are made of them, so that
+    their words are spread as in real documents (what the keyword index's cost depends on)."""
+    found = [
+        sentence.strip()
+        for batch in documents.catalogue.all_chunks()
+        for chunk in batch
+        for sentence in chunk.text.replace("\n", " ").split(". ")
+        if len(sentence.split()) > 3
+    ]
+    assert found, "ingest a corpus first"
+    return found
+
+
+def passage(rng: random.Random, pool: list[str]) -> str:
+    return ". ".join(rng.choice(pool) for _ in range(rng.randint(4, 8))) + "."
 
 
 async def fill(documents: Documents, size: int, dimension: int) -> float:
     """`size` synthetic chunks in 1,000-chunk documents; seconds taken."""
     rng = random.Random(size)
+    pool = sentences(documents)
     started = time.perf_counter()
     for start in range(0, size, 1000):
         count = min(1000, size - start)
         doc_id = f"doc-{start:012x}"
         rows = [
-            ChunkRow(f"{doc_id}-1-{i}", doc_id, "bench", i, passage(rng), "Bench", None, None, ())
+            ChunkRow(
+                f"{doc_id}-1-{i}", doc_id, "bench", i, passage(rng, pool), "Bench", None, None, ()
+            )
             for i in range(count)
         ]
         vectors = np.random.default_rng(start).normal(size=(count, dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         now = time.time()
-        row = DocumentRow(doc_id, "bench", f"{doc_id}.txt", "Bench", "text", doc_id, 0, 1, count, now, now)
+        row = DocumentRow(
+            doc_id, "bench", f"{doc_id}.txt", "Bench", "text", doc_id, 0, 1, count, now, now
+        )
         meta = {"owner": "bench", "document_id": doc_id, "version": 1}
-        await documents.vectors.add([c.id for c in rows], vectors, [meta] * count)
+        shelf = await documents.vectors.of("bench")
+        await shelf.add([c.id for c in rows], vectors, [meta] * count)
         await asyncio.to_thread(documents.catalogue.put, row, rows)
     return time.perf_counter() - started
 
@@ -106,7 +121,7 @@ async def latencies(documents: Documents, queries: int) -> dict[str, float]:
 
 
 async def ingestion(documents: Documents, corpus: Path) -> dict[str, float]:
-    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    files = await asyncio.to_thread(lambda: sorted(p for p in corpus.rglob("*") if p.is_file()))
     started = time.perf_counter()
     chunks = 0
     for path in files:

@@ -13,7 +13,9 @@ message changed the user's memory (the pattern table: fast, in the turn). Where 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +146,7 @@ class Grounder:
         self._settings = settings
         self._budget = token_budget
         self._side_timeout = side_timeout
+        self._learning: dict[str, asyncio.Lock] = {}
 
     def room(self, messages: list[Message], counter: TokenCounter) -> int:
         return max(self._budget - counter.prompt(messages), self._budget // 4)
@@ -224,16 +227,18 @@ class Grounder:
                 )
 
             try:
-                changes = await self._knowledge.memories.learn_with_model(
-                    asker.owner, asker.session_id, question, ask
-                )
+                async with self._learning.setdefault(asker.owner, asyncio.Lock()):
+                    changes = await self._knowledge.memories.learn_with_model(
+                        asker.owner, asker.session_id, question, ask
+                    )
             except GatewayError as exc:
                 log.info("no model-assisted memory from %s: %s", model.id, exc.message)
                 return
             if changes:
                 log.info("memory of %s: %d changes by %s", asker.owner, len(changes), model.id)
 
-        self._background.start(f"memory:{asker.owner}", learn)
+        # one after the other per user, each seeing what the last one stored
+        self._background.start(f"memory:{asker.owner}:{uuid.uuid4().hex}", learn)
 
 
 def _change(change: Change) -> dict[str, str]:

@@ -2,8 +2,8 @@
 SQLite file (`DATA_DIR/knowledge.sqlite3`, WAL) beside the vectors in Chroma.
 
 The keyword index is SQLite's FTS5 with its Okapi BM25 ranking: updated row by row as documents
-come and go, on disk, never rebuilt. Each chunk is indexed with its owner's scope token, so a
-query matches only the scopes it is allowed (`scope : (…) AND body : (…)`).
+come and go, on disk, never rebuilt. Each owner has an index table of its own (`fts_<hash of
+the owner>`), so that a search costs what the owner's chunks cost, whoever else stores more.
 
 A document's chunks are replaced in one transaction, so the keyword side never shows two
 versions; the vector side is made consistent with it by `service.py`, which keeps only the
@@ -53,10 +53,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
 CREATE INDEX IF NOT EXISTS chunks_owner ON chunks (owner);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
-    body, scope, tokenize = 'porter unicode61'
-);
 """
+_INDEX = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5 (body, tokenize = 'porter unicode61')"
+)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORD_TEXT = """
@@ -70,6 +70,7 @@ what when where which while who whom why will with would you your yours yourself
 tell know please
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+MATCHES_SCORED = 8000
 HEADING_SEPARATOR = " \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK} "
 
 
@@ -105,9 +106,9 @@ class ChunkRow:
         return f"{self.context}\n{self.text}" if self.context else self.text
 
 
-def scope_token(owner: str) -> str:
-    """The token a chunk of `owner` is indexed with: letters and digits only, whatever the name."""
-    return "s" + hashlib.sha256(owner.encode()).hexdigest()[:24]
+def index_table(owner: str) -> str:
+    """The name of `owner`'s keyword index table: letters, digits and _ whatever the name."""
+    return "fts_" + hashlib.sha256(owner.encode()).hexdigest()[:32]
 
 
 def query_terms(text: str) -> list[str]:
@@ -171,9 +172,10 @@ class Catalogue:
 
     def put(self, document: DocumentRow, chunks: list[ChunkRow]) -> None:
         """`document` with exactly `chunks`, in place of what it held: one transaction."""
-        scope = scope_token(document.owner)
+        table = index_table(document.owner)
         with self._lock:
             db = self._db
+            db.execute(_INDEX.format(table=table))
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._drop_chunks(document.id)
@@ -195,8 +197,8 @@ class Catalogue:
                         ),
                     )
                     db.execute(
-                        "INSERT INTO chunks_fts (rowid, body, scope) VALUES (?,?,?)",
-                        (cursor.lastrowid, chunk.embed_text, scope),
+                        f"INSERT INTO {table} (rowid, body) VALUES (?,?)",
+                        (cursor.lastrowid, chunk.embed_text),
                     )
                 db.execute(
                     "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -220,8 +222,14 @@ class Catalogue:
                 raise
 
     def _drop_chunks(self, document_id: str) -> None:
+        owner = self._db.execute(
+            "SELECT owner FROM chunks WHERE document_id=? LIMIT 1", (document_id,)
+        ).fetchone()
+        if owner is None:
+            return
         self._db.execute(
-            "DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE document_id=?)",
+            f"DELETE FROM {index_table(owner[0])} WHERE rowid IN"
+            " (SELECT rowid FROM chunks WHERE document_id=?)",
             (document_id,),
         )
         self._db.execute("DELETE FROM chunks WHERE document_id=?", (document_id,))
@@ -266,17 +274,52 @@ class Catalogue:
         terms = query_terms(query)
         if not terms or not owners:
             return []
-        scopes = " OR ".join(scope_token(owner) for owner in owners)
-        words = " OR ".join(f'"{term}"' for term in terms)
-        match = f"scope : ({scopes}) AND body : ({words})"
+        found: list[tuple[str, float]] = []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT c.id, -bm25(chunks_fts, 1.0, 0.0) AS score FROM chunks_fts"
-                " JOIN chunks c ON c.rowid = chunks_fts.rowid"
-                " WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, 1.0, 0.0) LIMIT ?",
-                (match, n),
-            ).fetchall()
+            for owner in owners:
+                table = index_table(owner)
+                if not self._has_table(table):
+                    continue
+                words = " OR ".join(f'"{term}"' for term in self._affordable(table, terms))
+                if not words:
+                    continue
+                found += self._db.execute(
+                    f"SELECT c.id, -bm25({table}) AS score FROM {table}"
+                    f" JOIN chunks c ON c.rowid = {table}.rowid"
+                    f" WHERE {table} MATCH ? ORDER BY bm25({table}) LIMIT ?",
+                    (words, n),
+                ).fetchall()
+        found.sort(key=lambda row: -row[1])
+        rows = found[:n]
         return [(row[0], float(row[1])) for row in rows]
+
+    def _has_table(self, table: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)
+        ).fetchone()
+        return row is not None
+
+    def _affordable(self, table: str, terms: list[str]) -> list[str]:
+        """The rarest of `terms` whose chunks number at most MATCHES_SCORED together (at least
+        the rarest one): BM25 is computed for every chunk a query matches, so a common word
+        would make it cost tens of milliseconds at 100k chunks, and a word in that many chunks
+        weighs little in the ranking anyway (its inverse document frequency is small)."""
+        found = []
+        for term in terms:
+            (chunks,) = self._db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?", (f'"{term}"',)
+            ).fetchone()
+            if chunks:
+                found.append((int(chunks), term))
+        found.sort()
+        chosen: list[str] = []
+        total = 0
+        for chunks, term in found:
+            if chosen and total + chunks > MATCHES_SCORED:
+                break
+            chosen.append(term)
+            total += chunks
+        return chosen
 
     def counts(self, owners: list[str]) -> tuple[int, int]:
         """How many documents and chunks `owners` have."""
@@ -313,12 +356,12 @@ class Catalogue:
             yield [_chunk(row[1:]) for row in rows]
 
     def indexed(self, owner: str) -> int:
-        """How many keyword-index rows carry `owner`'s scope (to verify a forget)."""
+        """How many rows `owner`'s keyword index holds (to verify a forget)."""
+        table = index_table(owner)
         with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM chunks_fts WHERE scope = ?", (scope_token(owner),)
-            ).fetchone()
-        return int(row[0])
+            if not self._has_table(table):
+                return 0
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 def _chunk(row: tuple[object, ...]) -> ChunkRow:

@@ -29,7 +29,7 @@ from app.knowledge.chunk import Chunker
 from app.knowledge.embedder import Embedder
 from app.knowledge.parse import DocumentError, kind_of, parse
 from app.knowledge.retrieval import Candidate, Mode, rank
-from app.knowledge.vectors import Metadata, VectorCollection
+from app.knowledge.vectors import Hit, Metadata, Shelves
 
 SHARED = "shared"
 """The owner of the shared library."""
@@ -102,7 +102,7 @@ class Documents:
         self,
         *,
         catalogue: Catalogue,
-        vectors: VectorCollection,
+        vectors: Shelves,
         embedder: Embedder,
         settings: KnowledgeSettings,
     ) -> None:
@@ -174,7 +174,8 @@ class Documents:
             )
             await self._store(row, rows)
             if existing:
-                await self.vectors.delete(
+                shelf = await self.vectors.of(owner)
+                await shelf.delete(
                     where={"$and": [{"document_id": document_id}, {"version": {"$ne": version}}]}
                 )
         if self._with_documents is not None:
@@ -185,11 +186,12 @@ class Documents:
         vectors = await self._embedder.documents([chunk.embed_text for chunk in rows])
         ids = [chunk.id for chunk in rows]
         meta: Metadata = {"owner": row.owner, "document_id": row.id, "version": row.version}
+        shelf = await self.vectors.of(row.owner)
         try:
-            await self.vectors.add(ids, vectors, [meta] * len(ids))
+            await shelf.add(ids, vectors, [meta] * len(ids))
             await asyncio.to_thread(self.catalogue.put, row, rows)
         except BaseException:
-            await asyncio.shield(self.vectors.delete(ids=ids))
+            await asyncio.shield(shelf.delete(ids=ids))
             raise
 
     async def of(self, owner: str) -> list[DocumentRow]:
@@ -223,7 +225,7 @@ class Documents:
             return False
         async with self._writing:
             await asyncio.to_thread(self.catalogue.remove, [document_id])
-            await self.vectors.delete(where={"document_id": document_id})
+            await (await self.vectors.of(owner)).delete(where={"document_id": document_id})
         self._with_documents = None
         return True
 
@@ -232,7 +234,7 @@ class Documents:
         async with self._writing:
             rows = await asyncio.to_thread(self.catalogue.documents, [owner])
             await asyncio.to_thread(self.catalogue.remove, [row.id for row in rows])
-            await self.vectors.delete(where={"owner": owner})
+            await self.vectors.drop(owner)
         self._with_documents = None
         return len(rows)
 
@@ -253,11 +255,16 @@ class Documents:
             return []
         wanted = max(4 * k, 20)
         vector = await self._embedder.query(query)
-        vector_hits = (
-            await self.vectors.query(vector, wanted, _owners_filter(owners))
-            if mode != "keyword"
-            else []
-        )
+        with_documents = [
+            who for who in owners if self._with_documents and who in self._with_documents
+        ]
+        shelves = [await self.vectors.of(who) for who in with_documents]
+        vector_hits: list[Hit] = []
+        if mode != "keyword":
+            for shelf in shelves:
+                vector_hits += await shelf.query(vector, wanted, None, texts=False)
+            vector_hits.sort(key=lambda hit: -hit.similarity)
+            del vector_hits[wanted:]
         keyword_hits = (
             await asyncio.to_thread(self.catalogue.keyword, owners, query, wanted)
             if mode != "vector"
@@ -265,8 +272,9 @@ class Documents:
         )
         similarity = {hit.id: hit.similarity for hit in vector_hits}
         unseen = [id_ for id_, _ in keyword_hits if id_ not in similarity]
-        for id_, stored in (await self.vectors.vectors(unseen)).items():
-            similarity[id_] = float(np.dot(stored, vector))
+        for shelf in shelves:
+            for id_, stored in (await shelf.vectors(unseen)).items():
+                similarity[id_] = float(np.dot(stored, vector))
         rows = await asyncio.to_thread(
             self.catalogue.chunks, list({*similarity, *(id_ for id_, _ in keyword_hits)})
         )
@@ -288,10 +296,6 @@ class Documents:
             for candidate, score in ranked
             if rows[candidate.id].document_id in documents
         ]
-
-
-def _owners_filter(owners: list[str]) -> dict[str, Any]:
-    return {"owner": owners[0]} if len(owners) == 1 else {"owner": {"$in": owners}}
 
 
 def _ranks(ids: Any) -> dict[str, int]:

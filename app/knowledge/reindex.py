@@ -12,7 +12,14 @@ from app.knowledge.catalogue import Catalogue
 from app.knowledge.embedder import LocalEmbedder
 from app.knowledge.memory import as_said
 from app.knowledge.service import CATALOGUE_FILE, DOCUMENTS, MEMORIES, hold_lock
-from app.knowledge.vectors import Metadata, VectorCollection, open_client, raw_entries, reset
+from app.knowledge.vectors import (
+    Metadata,
+    Shelves,
+    VectorCollection,
+    open_client,
+    raw_entries,
+    reset,
+)
 
 
 async def reindex(
@@ -24,10 +31,10 @@ async def reindex(
         with hold_lock(data_dir, shared_server=bool(settings.chroma_host)):
             client = open_client(settings.chroma_host, settings.chroma_port, data_dir)
             memories = await raw_entries(client, MEMORIES)
-            for name in (DOCUMENTS, MEMORIES):
-                await reset(client, name)
             model, dimension = embedder.name, embedder.dimension
-            vectors = await VectorCollection.open(client, DOCUMENTS, model, dimension)
+            shelves = Shelves(client, DOCUMENTS, model, dimension)
+            await shelves.reset_all()
+            await reset(client, MEMORIES)
             catalogue = Catalogue(data_dir / CATALOGUE_FILE)
             try:
                 done = 0
@@ -41,7 +48,11 @@ async def reindex(
                         }
                         for chunk in batch
                     ]
-                    await vectors.add([chunk.id for chunk in batch], embedded, metas)
+                    for owner in {chunk.owner for chunk in batch}:
+                        mine = [i for i, chunk in enumerate(batch) if chunk.owner == owner]
+                        await (await shelves.of(owner)).add(
+                            [batch[i].id for i in mine], embedded[mine], [metas[i] for i in mine]
+                        )
                     done += len(batch)
                     progress(done)
             finally:

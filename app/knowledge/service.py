@@ -25,12 +25,13 @@ from app.knowledge.catalogue import Catalogue
 from app.knowledge.documents import Documents, Passage
 from app.knowledge.embedder import Embedder, open_embedder
 from app.knowledge.memory import Memories, Memory
-from app.knowledge.vectors import VectorCollection, open_client
+from app.knowledge.vectors import Shelves, VectorCollection, open_client
 from app.providers.router import Router
 
 log = logging.getLogger(__name__)
 
-DOCUMENTS = "gateway_documents"
+DOCUMENTS = "gateway-documents"
+"""The prefix of each owner's collection of document chunks."""
 MEMORIES = "gateway_memories"
 LOCK_NAME = "knowledge.lock"
 CATALOGUE_FILE = "knowledge.sqlite3"
@@ -98,7 +99,7 @@ class Knowledge:
         documents, memories = self.documents, self.memories
         catalogue = documents.catalogue
         counts = {
-            "chroma_document_vectors": await documents.vectors.count({"owner": owner}),
+            "chroma_document_vectors": await (await documents.vectors.of(owner)).count(),
             "chroma_memories": await memories.vectors.count({"owner": owner}),
             "keyword_index_rows": await asyncio.to_thread(catalogue.indexed, owner),
             "catalogue_documents": (await asyncio.to_thread(catalogue.counts, [owner]))[0],
@@ -159,9 +160,8 @@ async def open_knowledge(
         try:
             stack.enter_context(hold_lock(data_dir, shared_server=bool(settings.chroma_host)))
             client = open_client(settings.chroma_host, settings.chroma_port, data_dir)
-            documents = await VectorCollection.open(
-                client, DOCUMENTS, embedder.name, embedder.dimension
-            )
+            documents = Shelves(client, DOCUMENTS, embedder.name, embedder.dimension)
+            await documents.check()
             memories = await VectorCollection.open(
                 client, MEMORIES, embedder.name, embedder.dimension
             )

@@ -10,6 +10,7 @@ worker thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,20 +97,23 @@ class VectorCollection:
             )
         )
 
-    async def query(self, vector: Vectors, n: int, where: dict[str, Any]) -> list[Hit]:
-        """The `n` nearest, best first, with their cosine similarity."""
+    async def query(
+        self, vector: Vectors, n: int, where: dict[str, Any] | None, *, texts: bool = True
+    ) -> list[Hit]:
+        """The `n` nearest, best first, with their cosine similarity (and, with `texts`, their
+        documents and metadata)."""
 
         def run() -> list[Hit]:
             found = self._collection.query(
                 query_embeddings=cast(Any, [vector]),
                 n_results=n,
                 where=where,
-                include=["distances", "metadatas", "documents"],
+                include=["distances", "metadatas", "documents"] if texts else ["distances"],
             )
             ids = found["ids"][0]
             distances = (found["distances"] or [[]])[0]
-            metas = (found["metadatas"] or [[]])[0]
-            documents = (found["documents"] or [[]])[0]
+            metas = (found["metadatas"] or [[{}] * len(ids)])[0]
+            documents = (found["documents"] or [[""] * len(ids)])[0]
             return [
                 Hit(id_, 1.0 - float(distance), dict(meta or {}), document or "")
                 for id_, distance, meta, document in zip(
@@ -181,6 +185,59 @@ async def _call(work: Callable[[], T]) -> T:
     except Exception as exc:  # chromadb's errors are plain exceptions of many kinds
         raise KnowledgeUnavailable(f"Chroma failed: {type(exc).__name__}: {exc}") from exc
     return result
+
+
+class Shelves:
+    """A collection per owner (`<prefix>-<hash of the owner>`), so that a search reads one
+    owner's vectors without a metadata filter: Chroma filters by building the set of matching
+    ids first, which at 100k of one owner's chunks cost more than the search itself."""
+
+    def __init__(self, client: ClientAPI, prefix: str, model: str, dimension: int) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._model = model
+        self._dimension = dimension
+        self._open: dict[str, VectorCollection] = {}
+
+    def _name(self, owner: str) -> str:
+        return f"{self._prefix}-{hashlib.sha256(owner.encode()).hexdigest()[:40]}"
+
+    async def of(self, owner: str) -> VectorCollection:
+        """`owner`'s collection, made when it has none."""
+        found = self._open.get(owner)
+        if found is None:
+            found = await VectorCollection.open(
+                self._client, self._name(owner), self._model, self._dimension
+            )
+            self._open[owner] = found
+        return found
+
+    async def drop(self, owner: str) -> None:
+        self._open.pop(owner, None)
+        await reset(self._client, self._name(owner))
+
+    async def names(self) -> list[str]:
+        listed = await _call(self._client.list_collections)
+        return [c.name for c in listed if c.name.startswith(self._prefix + "-")]
+
+    async def check(self) -> None:
+        """An `IndexMismatch` when any owner's collection holds another model's vectors."""
+        for name in await self.names():
+            await VectorCollection.open(self._client, name, self._model, self._dimension)
+
+    async def count(self) -> int:
+        total = 0
+        for name in await self.names():
+            collection = await VectorCollection.open(
+                self._client, name, self._model, self._dimension
+            )
+            total += await collection.count()
+        return total
+
+    async def reset_all(self) -> None:
+        self._open.clear()
+        for name in await self.names():
+            await reset(self._client, name)
 
 
 async def reset(client: ClientAPI, name: str) -> None:

@@ -22,6 +22,7 @@ the scenario:
                   calls the tools listed in `script[k]` as (name, arguments JSON) pairs; past the
                   script's end answers "Final: " + the tool results since the last user message;
                   a tool-calling step says `state.preamble` first
+    replies       answers with the next of `state.replies` (then as gpt-test)
     no-tools      400 as llama.cpp server without --jinja when the body has `tools`; answers
                   the gateway's tool classification prompt with `state.classification`;
                   otherwise "You said: " + the whole last user message
@@ -76,6 +77,7 @@ MODELS = (
     "no-tools",
     "long-context",
     "chat-only",
+    "replies",
 )
 GREETING = "Hello from the fake upstream."
 _SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
@@ -95,6 +97,7 @@ class OpenAIUpstreamState:
     classification: str = '{"tool": null}'
     preamble: str = ""
     missing_completions: int = 0
+    replies: list[str] = field(default_factory=list)
 
 
 class UpstreamCut(Exception):
@@ -238,6 +241,8 @@ def _answer(
         text = f"Tool said: {_text(messages[-1])}"
     elif model == "tool-model" and body.get("tools"):
         return [], _tool_calls(body, last_user), "tool_calls"
+    elif model == "replies" and state.replies:
+        text = state.replies.pop(0)
     elif model == "slow-stream":
         text = " ".join(f"tick{i}" for i in range(50))
     elif "echo:" in last_user:

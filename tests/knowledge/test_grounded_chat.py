@@ -4,6 +4,7 @@ sent, and how each wire carries the sources and what was remembered."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -244,3 +245,28 @@ def test_memory_false_neither_recalls_nor_learns(
     ask(url, "My name is Ada.")
     ask(url, "What is my name?", memory=False)
     assert grounding(upstream) == ""
+
+
+def test_a_memory_model_reads_the_message_for_facts_in_the_background(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = make_gateway(memory_model="openai/replies")
+    ask(url, "My name is Ada.")
+    stored = httpx.get(f"{url}/v1/memories").json()["data"]
+    assert [m["text"] for m in stored] == ["The user's name is Ada."]
+    upstream.replies = [
+        '{"facts": ["The user has a cat named Miso."]}',
+        '{"memory": [{"id": "0", "text": "The user\'s name is Ada.", "event": "NONE"},'
+        ' {"id": "1", "text": "The user has a cat named Miso.", "event": "ADD"}]}',
+    ]
+    ask(url, "We adopted a little tabby last week, Miso.")
+    for _ in range(100):
+        texts = [m["text"] for m in httpx.get(f"{url}/v1/memories").json()["data"]]
+        if len(texts) == 2:
+            break
+        time.sleep(0.05)
+    assert texts == ["The user's name is Ada.", "The user has a cat named Miso."]
+    asked = [r["messages"][1]["content"] for r in upstream.requests if r["model"] == "replies"]
+    assert len(asked) == 3  # the first message was read too (the model found nothing)
+    assert asked[1] == "Message: We adopted a little tabby last week, Miso."
+    assert '"text": "The user\'s name is Ada."' in asked[2]

@@ -66,7 +66,8 @@ def test_a_chroma_server_holds_the_vectors(make_gateway: MakeGateway, chroma_ser
     found = httpx.post(f"{url}/api/v1/rag/search", json={"query": "warranty duration"}).json()
     assert "seven years" in found["data"][0]["text"]
     client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server)
-    collection = client.get_collection(DOCUMENTS)
+    (name,) = [c.name for c in client.list_collections() if c.name.startswith(DOCUMENTS)]
+    collection = client.get_collection(name)
     assert collection.count() == created.json()["chunks"]
     assert collection.metadata["embedding_model"] == "all-MiniLM-L6-v2"
     assert collection.metadata["dimension"] == 384
@@ -95,7 +96,7 @@ def test_vectors_of_another_model_are_refused_until_reindexed(
 ) -> None:
     client = open_client("", 0, tmp_path)  # the gateway's settings: one client per path
     client.create_collection(
-        DOCUMENTS,
+        f"{DOCUMENTS}-someone",
         metadata={"hnsw:space": "cosine", "embedding_model": "old-model", "dimension": 768},
         embedding_function=None,
     )
