@@ -13,12 +13,14 @@ QUESTIONS = Path(__file__).resolve().parent / "questions.yaml"
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """A question; `doc` and `answer` are None when no document answers it."""
+    """A question; `doc` and `answer` are None when no document answers it, and then `near`
+    says whether it shares a product, place or organisation with the corpus."""
 
     id: str
     text: str
     doc: str | None = None
     answer: str | None = None
+    near: bool = False
 
 
 def load_questions(path: Path = QUESTIONS) -> list[Question]:
@@ -27,7 +29,10 @@ def load_questions(path: Path = QUESTIONS) -> list[Question]:
     answerable = [
         Question(item["id"], item["q"], item["doc"], item["answer"]) for item in data["answerable"]
     ]
-    return answerable + [Question(item["id"], item["q"]) for item in data["unanswerable"]]
+    unanswerable = [
+        Question(item["id"], item["q"], near=item["near"]) for item in data["unanswerable"]
+    ]
+    return answerable + unanswerable
 
 
 def normalise(text: str) -> str:

@@ -61,7 +61,8 @@ class ConfigResult:
     unreachable: list[str]
     metrics: dict[str, float]
     answered: float  # share of answerable questions that got at least one passage
-    silent: float  # share of unanswerable questions that got no passage at all
+    silent: dict[str, float]
+    """Share of unanswerable questions that got no passage at all: `all`, `near`, `other`."""
     query_ms: list[float] = field(repr=False)
     hit5_by_kind: dict[str, float]
     right_document_at_1: float
@@ -167,7 +168,6 @@ def summarise(
     """One configuration's retrieval figures from what it retrieved for every question (the
     corpus-wide figures, chunks, unreachable questions and timings, left empty)."""
     answerable = [question for question in questions if question.doc is not None]
-    unanswerable = [question for question in questions if question.doc is None]
     hits: dict[str, list[bool]] = defaultdict(list)
     for question in answerable:
         top = retrieved[question.id][:5]
@@ -182,7 +182,7 @@ def summarise(
         unreachable=[],
         metrics=score(qrels, run_for({q.id: retrieved[q.id] for q in answerable})),
         answered=sum(bool(retrieved[q.id]) for q in answerable) / len(answerable),
-        silent=sum(not retrieved[q.id] for q in unanswerable) / len(unanswerable),
+        silent=silent_shares(questions, {q for q, found in retrieved.items() if not found}),
         query_ms=[],
         hit5_by_kind={name: sum(found) / len(found) for name, found in sorted(hits.items())},
         right_document_at_1=right_document / len(answerable),
@@ -193,11 +193,21 @@ def summarise(
     )
 
 
+def silent_shares(questions: list[Question], silent: set[str]) -> dict[str, float]:
+    """The share of the unanswerable questions, all of them, the `near` ones and the others,
+    whose id is in `silent` (they got no passage)."""
+    groups = {
+        "all": [q.id for q in questions if q.doc is None],
+        "near": [q.id for q in questions if q.doc is None and q.near],
+        "other": [q.id for q in questions if q.doc is None and not q.near],
+    }
+    return {name: len(silent.intersection(ids)) / len(ids) for name, ids in groups.items()}
+
+
 def sweep(result: ConfigResult, questions: list[Question]) -> list[str]:
     """Markdown rows: per threshold, the share of answerable questions that keep a passage, that
     keep an answer passage in the top 5, and of unanswerable questions left with none."""
     answerable = [q.id for q in questions if q.doc is not None]
-    unanswerable = [q.id for q in questions if q.doc is None]
     rows = []
     for threshold in SWEEP:
         kept = {
@@ -210,8 +220,11 @@ def sweep(result: ConfigResult, questions: list[Question]) -> list[str]:
         }
         any_kept = sum(bool(kept[q]) for q in answerable) / len(answerable)
         answer_kept = sum(any(kept[q][:5]) for q in answerable) / len(answerable)
-        silent = sum(not kept[q] for q in unanswerable) / len(unanswerable)
-        rows.append(f"| {threshold:.2f} | {any_kept:.0%} | {answer_kept:.0%} | {silent:.0%} |")
+        silent = silent_shares(questions, {q for q, passages in kept.items() if not passages})
+        rows.append(
+            f"| {threshold:.2f} | {any_kept:.0%} | {answer_kept:.0%} | {silent['all']:.0%} "
+            f"| {silent['near']:.0%} | {silent['other']:.0%} |"
+        )
     return rows
 
 
@@ -225,10 +238,12 @@ def markdown(results: list[ConfigResult], questions: list[Question]) -> str:
     answerable = sum(question.doc is not None for question in questions)
     lines = [
         f"{len(dict(documents()))} documents, {answerable} answerable questions, "
-        f"{len(questions) - answerable} unanswerable.",
+        f"{len(questions) - answerable} unanswerable "
+        f"({sum(question.near for question in questions)} of them near the corpus's subjects).",
         "",
         "| config | recall@5 | hit@5 | MRR | nDCG@10 | right doc @1 | unreachable | "
-        "answerable with passages | unanswerable with none | chunks | ingest s | "
+        "answerable with passages | unanswerable with none: all / near / other | chunks | "
+        "ingest s | "
         "query ms p50 | query ms p95 |",
         "|---|" + "---:|" * 12,
     ]
@@ -237,7 +252,8 @@ def markdown(results: list[ConfigResult], questions: list[Question]) -> str:
         lines.append(
             f"| {result.config} | {m['recall@5']:.3f} | {m['hit_rate@5']:.3f} | {m['mrr']:.3f} "
             f"| {m['ndcg@10']:.3f} | {result.right_document_at_1:.3f} | {len(result.unreachable)} "
-            f"| {result.answered:.0%} | {result.silent:.0%} | {result.chunks} "
+            f"| {result.answered:.0%} | {result.silent['all']:.0%} / "
+            f"{result.silent['near']:.0%} / {result.silent['other']:.0%} | {result.chunks} "
             f"| {result.ingest_seconds:.1f} | {statistics.median(result.query_ms):.1f} "
             f"| {percentile(result.query_ms, 0.95):.1f} |"
         )
@@ -256,8 +272,8 @@ def markdown(results: list[ConfigResult], questions: list[Question]) -> str:
                 "Threshold sweep (hybrid's top 10 under a cosine-similarity gate):",
                 "",
                 "| threshold | answerable with passages | answer in top 5 | "
-                "unanswerable with none |",
-                "|---:|---:|---:|---:|",
+                "unanswerable with none | near | other |",
+                "|---:|---:|---:|---:|---:|---:|",
                 *sweep(result, questions),
             ]
     return "\n".join(lines)
