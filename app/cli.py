@@ -1,5 +1,5 @@
-"""`python -m app serve` and `python -m app keys create|list` (and the `ai-gateway` console
-script)."""
+"""`python -m app serve`, `python -m app keys create|list`, `python -m app ingest PATH...` and
+`python -m app reindex` (and the `ai-gateway` console script)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app import knowledge_cli
 from app.config import ConfigError, load_settings
 from app.ops.logging import setup_logging
 from app.security.keys import DEFAULT_KEYS_FILE, KeyEntry, read_key_file, write_key_file
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT)")
     serve.set_defaults(handler=_serve)
     _keys_parser(commands)
+    knowledge_cli.add_commands(commands)
     args = parser.parse_args(argv)
     handler = args.handler
     try:

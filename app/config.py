@@ -8,8 +8,9 @@ and each component is given only the sections it uses.
 | tools     | which tools, their limits, the tool loop, each tool's services    |
 | state     | Redis, sessions, context packing, caches                          |
 | security  | API keys, rate limits, whom a request may act for                 |
+| knowledge | the embedder, Chroma, documents, retrieval, per-user memory       |
 
-The knowledge, ops and agents issues add their own sections the same way.
+The ops and agents issues add their own sections the same way.
 """
 
 from __future__ import annotations
@@ -242,6 +243,32 @@ class SecuritySettings(_Section):
     )
 
 
+class KnowledgeSettings(_Section):
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_fallback_model: str = ""
+    embedding_batch: int = Field(32, ge=1, le=1024)
+    chroma_host: str = ""
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    rag_enabled: bool = True
+    rag_top_k: int = Field(5, ge=1, le=50)
+    rag_threshold: float = Field(0.35, ge=-1, le=1)
+    rag_shared: bool = True
+    chunk_tokens: int = Field(160, ge=33, le=8192)
+    chunk_overlap: int = Field(32, ge=0, le=1024)
+    max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    index_allowed_roots: CommaList = []
+    memory_enabled: bool = True
+    memory_top_k: int = Field(5, ge=1, le=50)
+    memory_threshold: float = Field(0.3, ge=-1, le=1)
+    memory_model: str = "none"
+
+    _roots = field_validator("index_allowed_roots", mode="before")(_split)
+
+    @property
+    def allowed_roots(self) -> list[Path]:
+        return [Path(root).expanduser().resolve() for root in self.index_allowed_roots]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
@@ -249,6 +276,7 @@ class Settings:
     tools: ToolSettings
     state: StateSettings
     security: SecuritySettings
+    knowledge: KnowledgeSettings
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -257,6 +285,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "tools": ToolSettings,
     "state": StateSettings,
     "security": SecuritySettings,
+    "knowledge": KnowledgeSettings,
 }
 
 

@@ -7,6 +7,7 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
     │   └── NoCompletions           400, the upstream has no raw completions: ask it to chat
     ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
+    ├── Forbidden                   403 permission_denied (a path outside INDEX_ALLOWED_ROOTS)
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found
     ├── RateLimited                 429 rate_limit_exceeded
@@ -19,7 +20,9 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
     │       └── AnswerTooLong       504, past TOTAL_TIMEOUT: final, no retry or fallback
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
-    └── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
+    ├── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
+    └── KnowledgeUnavailable        503 knowledge_unavailable, no embedder or Chroma unreachable
+        └── IndexMismatch           503 index_mismatch, vectors of another embedding model
 
 A tool refuses bad input with `InvalidRequest` (naming the argument in `param`).
 
@@ -148,6 +151,12 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
+class Forbidden(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
@@ -231,3 +240,12 @@ class ToolTimeout(ToolError):
 class StateUnavailable(GatewayError):
     status = 503
     code = "state_unavailable"
+
+
+class KnowledgeUnavailable(GatewayError):
+    status = 503
+    code = "knowledge_unavailable"
+
+
+class IndexMismatch(KnowledgeUnavailable):
+    code = "index_mismatch"

@@ -18,8 +18,10 @@ from app.api import (
     chat,
     completions,
     docs,
+    documents,
     embeddings,
     health,
+    memories,
     models,
     responses_api,
     sessions,
@@ -71,6 +73,8 @@ def create_app(
     app.include_router(cache.router)
     app.include_router(sessions.router)
     app.include_router(anthropic.router)
+    app.include_router(documents.router)
+    app.include_router(memories.router)
     install_error_handlers(app)
     install_openapi(app)
     install_auth(

@@ -14,10 +14,13 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from app.chat.engine import Engine
+from app.chat.grounding import Grounder
 from app.chat.persona import Persona
 from app.chat.stateful import Conversations
 from app.chat.summary import Background, Folder
 from app.config import Settings
+from app.knowledge.directory import Jobs
+from app.knowledge.service import Knowledge, open_knowledge
 from app.ops.health import HealthChecker
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
@@ -46,6 +49,8 @@ class Services:
     engine: Engine
     conversations: Conversations
     health: HealthChecker
+    knowledge: Knowledge
+    jobs: Jobs
     started: float
     """time.monotonic() when the services were up."""
     started_at: int
@@ -73,7 +78,12 @@ async def open_services(
             stack.push_async_callback(embedded_redis.stop)
         stack.push_async_callback(redis.aclose)
         log.info("Redis: %s", "embedded, " + embedded_redis.url if embedded_redis else "REDIS_URL")
-        health = HealthChecker(router, redis, by_default=on_by_default(settings.providers))
+        knowledge = await stack.enter_async_context(
+            open_knowledge(settings.knowledge, settings.server.data_dir, router)
+        )
+        health = HealthChecker(
+            router, redis, by_default=on_by_default(settings.providers), knowledge=knowledge
+        )
         _log_providers(await health.report(), skipped)
         _check_model_ids(settings, skipped)
         tool_context = ToolContext.open(settings.tools, settings.providers.connect_timeout)
@@ -90,6 +100,8 @@ async def open_services(
         )
         background = Background()
         stack.push_async_callback(background.aclose)
+        jobs = Jobs()
+        stack.push_async_callback(jobs.aclose)
         engine = Engine(
             router=router,
             persona=persona,
@@ -97,6 +109,14 @@ async def open_services(
             caches=caches,
             providers=settings.providers,
             tools=settings.tools,
+            grounder=Grounder(
+                knowledge=knowledge,
+                router=router,
+                background=background,
+                settings=settings.knowledge,
+                token_budget=settings.state.token_budget,
+                side_timeout=settings.providers.request_timeout,
+            ),
         )
         folder = Folder(
             router,
@@ -123,6 +143,8 @@ async def open_services(
                 side_timeout=settings.providers.request_timeout,
             ),
             health=health,
+            knowledge=knowledge,
+            jobs=jobs,
             started=time.monotonic(),
             started_at=int(time.time()),
         )

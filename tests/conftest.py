@@ -121,8 +121,10 @@ def upstream(openai_server: tuple[str, OpenAIUpstreamState]) -> OpenAIUpstreamSt
 
 
 def gateway_settings(**overrides: Any) -> Settings:
-    """Settings for a gateway under test; the server-side tools are off unless asked for."""
+    """Settings for a gateway under test; the server-side tools are off unless asked for, and
+    its data directory (documents, memories) is its own unless one is given."""
     values: dict[str, Any] = {
+        "data_dir": Path(tempfile.mkdtemp(prefix="gateway-", dir=os.environ.get("DATA_DIR"))),
         "ollama_base_url": "",
         "local_enabled": False,
         "request_timeout": 2.0,

@@ -7,14 +7,16 @@ from __future__ import annotations
 from typing import Annotated, TypedDict
 
 import redis.asyncio as aioredis
-from fastapi import Depends
+from fastapi import Depends, Query
 from starlette.requests import HTTPConnection
 
 from app.chat.stateful import Conversations
 from app.config import SecuritySettings
+from app.errors import InvalidRequest
+from app.knowledge.service import Knowledge
 from app.ops.health import HealthChecker
 from app.providers.router import Router
-from app.security.identity import ANONYMOUS, Identity
+from app.security.identity import ANONYMOUS, USER_HEADER, Identity, acting_user, knowledge_owner
 from app.services import Services
 from app.state.responses import ResponseStore
 from app.state.sessions import SessionStore
@@ -90,3 +92,67 @@ SessionsDep = Annotated[SessionStore, Depends(_sessions)]
 ResponsesDep = Annotated[ResponseStore, Depends(_responses)]
 ConversationsDep = Annotated[Conversations, Depends(_conversations)]
 SecurityDep = Annotated[SecuritySettings, Depends(_security)]
+
+
+async def _knowledge(s: ServicesDep) -> Knowledge:
+    return s.knowledge
+
+
+KnowledgeDep = Annotated[Knowledge, Depends(_knowledge)]
+
+UserQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        description="The user a service key acts for; a key bound to an owner acts as its owner",
+    ),
+]
+
+
+class _Actor:
+    """Who a request acts for: the user it names (in the body or the query) resolved under the
+    identity rules (`security/identity.py`)."""
+
+    def __init__(
+        self,
+        request: HTTPConnection,
+        identity: Identity,
+        security: SecuritySettings,
+        query: str | None,
+    ) -> None:
+        self._request = request
+        self.identity = identity
+        self._security = security
+        self._query = query
+
+    def user(self, named: str | None = None) -> str | None:
+        """The user named in the body (`named`) or the query; None when a service key names
+        no user."""
+        header = self._request.headers.get(USER_HEADER)
+        return acting_user(
+            self.identity, named or self._query, header, self._security.trust_user_headers
+        )
+
+    def required(self, named: str | None, field: str) -> str:
+        """The user; 400 naming `field` if the request names none."""
+        user = self.user(named)
+        if not user:
+            raise InvalidRequest(
+                f"'{field}' is required: the request must name the user it acts for (only a "
+                "key bound to an owner implies one)",
+                param=field,
+            )
+        return user
+
+    def owner(self, named: str | None = None) -> str:
+        """Whose documents and memories the request uses."""
+        return knowledge_owner(self.identity, self.user(named))
+
+
+async def _actor(
+    request: HTTPConnection, identity: IdentityDep, security: SecurityDep, user_id: UserQuery = None
+) -> _Actor:
+    return _Actor(request, identity, security, user_id)
+
+
+Actor = Annotated[_Actor, Depends(_actor)]

@@ -55,12 +55,13 @@ _ERRORS = {
     400: "Bad input: a body that is not JSON, a missing or invalid field or parameter (named in "
     "`param`), or something the model cannot do",
     401: "No API key, or not a valid one (only when the gateway has keys)",
-    404: "No such model, tool or session",
-    413: "The request body is larger than MAX_REQUEST_BYTES",
+    403: "Not allowed: a directory outside INDEX_ALLOWED_ROOTS",
+    404: "No such model, tool, session, document or memory",
+    413: "The request body is larger than MAX_REQUEST_BYTES, or a document than MAX_DOCUMENT_BYTES",
     429: "Over the API key's rate limit, or the upstream's (`Retry-After` says when to retry)",
     502: "The upstream, or the tool's service, failed",
-    503: "Unavailable: the provider (unreachable, refusing, circuit open), or Redis for state or "
-    "rate limiting",
+    503: "Unavailable: the provider (unreachable, refusing, circuit open), Redis for state or "
+    "rate limiting, or knowledge (no embedder, Chroma unreachable, an index of another model)",
     504: "The upstream, or the tool, took too long",
 }
 

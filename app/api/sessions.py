@@ -18,27 +18,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.api.deps import (
-    ConversationsDep,
-    IdentityDep,
-    SecurityDep,
-    ServicesDep,
-    SessionsDep,
-)
+from app.api.deps import Actor, ConversationsDep, ServicesDep, SessionsDep
 from app.api.openapi import errors, request_body
 from app.api.responses import JSON, EventStream
 from app.api.schemas import parse_json, validate
 from app.api.wire import chat_json, chat_stream, sse
 from app.chat.stateful import Ask
 from app.chat.turn import Turn
-from app.config import SecuritySettings
 from app.errors import GatewayError, InvalidRequest, NotFound
-from app.security.identity import Identity
 from app.security.ratelimit import charge
 from app.state.sessions import Session, aggregate
 
 _SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
-USER_HEADER = "x-openwebui-user-id"
 
 router = APIRouter()
 
@@ -51,6 +42,8 @@ class ChatBody(BaseModel):
     message: str = Field(min_length=1)
     stream: bool | None = None
     model: str | None = None
+    rag: bool | None = None
+    memory: bool | None = None
 
 
 class StreamBody(BaseModel):
@@ -62,56 +55,7 @@ class StreamBody(BaseModel):
     model: str | None = None
 
 
-UserQuery = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        description="The user a service key acts for; a key bound to an owner acts as its owner",
-    ),
-]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-
-
-class _Actor:
-    """Who a request acts for: the user it names (in the body or the query) resolved under the
-    identity rules."""
-
-    def __init__(
-        self, request: Request, identity: Identity, security: SecuritySettings, query: str | None
-    ) -> None:
-        self._request = request
-        self._identity = identity
-        self._security = security
-        self._query = query
-
-    def user(self, named: str | None = None) -> str | None:
-        """The user named in the body (`named`) or the query, under the identity rules (see
-        the module's docstring); None when a service key names no user."""
-        if self._identity.owner:
-            return self._identity.owner
-        headers = self._request.headers
-        header = headers.get(USER_HEADER) if self._security.trust_user_headers else None
-        return named or self._query or header or None
-
-    def required(self, named: str | None, field: str) -> str:
-        """The user; 400 naming `field` if the request names none."""
-        user = self.user(named)
-        if not user:
-            raise InvalidRequest(
-                f"'{field}' is required: the request must name the user it acts for (only a "
-                "key bound to an owner implies one)",
-                param=field,
-            )
-        return user
-
-
-async def _actor(
-    request: Request, identity: IdentityDep, security: SecurityDep, user_id: UserQuery = None
-) -> _Actor:
-    return _Actor(request, identity, security, user_id)
-
-
-Actor = Annotated[_Actor, Depends(_actor)]
 
 
 async def _visible(session_id: str, store: SessionsDep, actor: Actor) -> Session:
@@ -148,7 +92,15 @@ async def chat(request: Request, conversations: ConversationsDep, actor: Actor) 
     body = validate(ChatBody, parse_json(await request.body()))
     user = actor.required(body.user_id, "user_id")
     turn = await conversations.open(
-        Ask(user, body.session_id, body.message, body.model, streamed=bool(body.stream))
+        Ask(
+            user,
+            body.session_id,
+            body.message,
+            body.model,
+            streamed=bool(body.stream),
+            rag=actor.identity.rag and body.rag is not False,
+            memory=body.memory is not False,
+        )
     )
     if body.stream:
         return _streamed(request, turn)
@@ -171,7 +123,7 @@ async def chat_stream_route(
     body = validate(StreamBody, parse_json(await request.body()))
     user = actor.required(body.userId, "userId")
     turn = await conversations.open(
-        Ask(user, body.sessionId, body.prompt, body.model, streamed=True)
+        Ask(user, body.sessionId, body.prompt, body.model, streamed=True, rag=actor.identity.rag)
     )
     return _streamed(request, turn)
 

@@ -1,6 +1,8 @@
 """What a stateful turn sends the model, under TOKEN_BUDGET: tokens counted per model, and the
 context packed in this order: the persona's system prompt, the session's long-term summary, the
-recalled memories and passages, the last SHORT_TERM_K turns, the new message.
+last SHORT_TERM_K turns, the new message (the turn's grounding in memories and passages,
+`chat/grounding.py`, is placed before the new message, in a budget of its own taken from
+TOKEN_BUDGET first).
 
 Counting: `openai/*` models are counted with their own BPE vocabulary (bpe-openai ships
 tiktoken's vocabularies, so nothing is downloaded): the model's encoding when bpe-openai knows
@@ -10,8 +12,7 @@ hand. Each message adds its role and framing (3 tokens in OpenAI's chat format, 
 estimate, as other chat templates spend a few more), and the reply's priming 3 more.
 
 Priority when the budget is tight: the persona, the summary and the new message always go; the
-recent turns, newest first, while they fit; then the recalled passages, best first, while they
-fit.
+recent turns, newest first, while they fit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ Message = dict[str, Any]
 
 REPLY_PRIMING = 3
 SUMMARY_HEADING = "Summary of the conversation so far:"
-RECALL_HEADING = "Relevant memories and passages:"
 _CL100K_FAMILY = re.compile(r"gpt-(3\.5|35|4)(-|$)")
 # bpe-openai refuses a text of a million characters or of more than 200,000 tokens: a piece of
 # 50,000 characters is at most 200,000 UTF-8 bytes, so at most as many tokens.
@@ -95,6 +95,12 @@ def text_of(message: Message) -> str:
     return content if isinstance(content, str) else ""
 
 
+def last_user_text(messages: Sequence[Message]) -> str:
+    """The text of the last message when a user sent it, else empty (a tool round goes on)."""
+    last = messages[-1] if messages else {}
+    return text_of(last) if last.get("role") == "user" else ""
+
+
 def split_turns(history: Sequence[Message]) -> list[list[Message]]:
     """`history` cut into turns, each starting at a user message."""
     turns: list[list[Message]] = []
@@ -106,15 +112,10 @@ def split_turns(history: Sequence[Message]) -> list[list[Message]]:
     return turns
 
 
-def system_text(summary: str, recalled: Sequence[str]) -> str:
+def system_text(summary: str) -> str:
     """The system message the gateway adds before the history (the persona goes in front of it
     when the chat service applies it)."""
-    parts = []
-    if summary.strip():
-        parts.append(f"{SUMMARY_HEADING}\n{summary.strip()}")
-    if recalled:
-        parts.append(RECALL_HEADING + "\n" + "\n".join(f"- {p.strip()}" for p in recalled))
-    return "\n\n".join(parts)
+    return f"{SUMMARY_HEADING}\n{summary.strip()}" if summary.strip() else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,6 @@ def pack(
     *,
     persona: str,
     summary: str,
-    recalled: Sequence[str],
     history: Sequence[Message],
     new: str,
     k: int,
@@ -144,12 +144,9 @@ def pack(
     yet folded into the summary, oldest first)."""
     user: Message = {"role": "user", "content": new}
 
-    def fixed(passages: Sequence[str]) -> int:
-        text = "\n\n".join(p for p in (persona.strip(), system_text(summary, passages)) if p)
-        system = [{"role": "system", "content": text}] if text else []
-        return counter.prompt([*system, user])
-
-    used = fixed(())
+    text = "\n\n".join(p for p in (persona.strip(), system_text(summary)) if p)
+    system = [{"role": "system", "content": text}] if text else []
+    used = counter.prompt([*system, user])
     turns = split_turns(history)
     chosen: list[list[Message]] = []
     for turn in reversed(turns[-k:]):
@@ -158,14 +155,7 @@ def pack(
             break
         chosen.insert(0, turn)
         used += cost
-    passages: list[str] = []
-    history_cost = used - fixed(())
-    for passage in recalled:
-        with_it = fixed([*passages, passage]) + history_cost
-        if with_it <= budget:
-            passages.append(passage)
-            used = with_it
-    block = system_text(summary, passages)
+    block = system_text(summary)
     messages: list[Message] = [{"role": "system", "content": block}] if block else []
     for turn in chosen:
         messages += ({"role": m["role"], "content": text_of(m)} for m in turn)

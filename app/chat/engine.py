@@ -26,8 +26,9 @@ from dataclasses import replace
 from typing import Any
 
 from app.chat.completion import as_chat, in_order
-from app.chat.context import text_of
+from app.chat.context import counter_for, last_user_text
 from app.chat.events import Event
+from app.chat.grounding import NOTHING, Asker, Grounder, Placed, placed_messages, render
 from app.chat.persona import Persona
 from app.chat.replay import replayed, store
 from app.chat.tasks import task_kind
@@ -45,6 +46,8 @@ from app.tools.registry import ToolRegistry
 log = logging.getLogger(__name__)
 
 _CLASSIFY_MAX_TOKENS = 128
+GATEWAY_FIELDS = ("cache", "rag", "memory")
+"""Request fields the gateway reads and upstreams do not know."""
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
 
 
@@ -58,8 +61,10 @@ class Engine:
         caches: Caches,
         providers: ProviderSettings,
         tools: ToolSettings,
+        grounder: Grounder,
     ) -> None:
         self.router = router
+        self.grounder = grounder
         self.persona = persona
         self._registry = registry
         self._caches = caches
@@ -76,18 +81,44 @@ class Engine:
         self._dropped_logged: set[str] = set()
 
     async def chat(
-        self, body: dict[str, Any], needs: Needs, route: Route | None = None, task: str = ""
+        self,
+        body: dict[str, Any],
+        needs: Needs,
+        route: Route | None = None,
+        task: str = "",
+        asker: Asker | None = None,
+        placed: Placed | None = None,
     ) -> Turn:
         """The turn of `body` (a validated OpenAI chat request), opened: its first chunk has
         come, so that failures before it can still be answered with an HTTP status. A cacheable
         request is answered from the response cache when it can be, and stored when not.
         `route`, when given, is `body`'s model already resolved; `task` names the background
-        task the client says the request is (OpenWebUI's `X-OpenWebUI-Task: {{TASK}}`)."""
+        task the client says the request is (OpenWebUI's `X-OpenWebUI-Task: {{TASK}}`).
+        `asker`: the user the turn is grounded for (`chat/grounding.py`), with the grounding
+        already `placed` in `body` by a stateful turn, else looked up here."""
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
-        upstream = {**body, "messages": self.persona.apply(body["messages"])}
-        upstream.pop("cache", None)  # the gateway's own field: upstreams refuse unknown ones
         route = route or await self.router.resolve(body.get("model"))
+        messages: list[dict[str, Any]] = body["messages"]
+        question = last_user_text(messages) if asker else ""
+        if asker is not None and placed is None:
+            counter = counter_for(route.id)
+            grounding = await self.grounder.recall(asker, question)
+            placed = render(grounding, counter, self.grounder.room(messages, counter))
+            messages = placed_messages(messages, placed)
+        upstream = {**body, "messages": self.persona.apply(messages)}
+        for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields
+            upstream.pop(field, None)
+        turn = await self._cached(body, upstream, route, needs)
+        if asker is not None:
+            turn.source = self.grounder.events(
+                turn.source, asker, placed or NOTHING, question, route
+            )
+        return turn
+
+    async def _cached(
+        self, body: dict[str, Any], upstream: dict[str, Any], route: Route, needs: Needs
+    ) -> Turn:
         cache = self._caches.llm
         if not cache.wants(body, needs.choices):
             return await self._answer(upstream, route, needs)
@@ -131,7 +162,7 @@ class Engine:
         """A background task's turn: the request as sent, to TASK_MODEL when it is set."""
         route = await self.router.resolve(self._task_model or body.get("model"))
         log.debug("background task %s for %s", kind, route.id)
-        upstream = {k: v for k, v in body.items() if k != "cache"}
+        upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
         return await self._plain(upstream, route, replace(needs, background=True))
 
     async def _answer(self, upstream: dict[str, Any], route: Route, needs: Needs) -> Turn:
@@ -243,9 +274,3 @@ class Engine:
         stored = None if found is None else {"name": found.name, "arguments": found.arguments}
         await intent.put(text, enabled, route.id, stored)
         return found
-
-
-def last_user_text(messages: list[dict[str, Any]]) -> str:
-    """The text of the last message when a user sent it, else empty (a tool round goes on)."""
-    last = messages[-1] if messages else {}
-    return text_of(last) if last.get("role") == "user" else ""

@@ -84,9 +84,20 @@ class Waiting:
 
 @dataclass(slots=True)
 class Sources:
-    """Where the answer's facts came from: `{"tool", "url", "title"?}` or `{"tool", "source"}`."""
+    """Where the answer's facts came from: the tools' (`{"tool", "url", "title"?}` or
+    `{"tool", "source"}`) and the passages of the user's documents placed in the context
+    (`{"index", "type": "document", "document_id", "name", "title", "location", "page",
+    "lines", "text", "score", "similarity", "path"}`), numbered as the model cites them."""
 
-    items: tuple[dict[str, str], ...]
+    items: tuple[dict[str, Any], ...]
+
+
+@dataclass(slots=True)
+class Remembered:
+    """What the user's message changed in their memory: `{"event": add | update | delete,
+    "id", "text"}` each."""
+
+    changes: tuple[dict[str, str], ...]
 
 
 @dataclass(slots=True)
@@ -151,6 +162,7 @@ Event = (
     | ToolFinished
     | Waiting
     | Sources
+    | Remembered
     | AgentStep
     | FollowUps
     | Usage
@@ -174,7 +186,7 @@ def from_record(record: dict[str, Any]) -> Event:
         raise GatewayError(f"not a stored event: {record!r:.80}")
     if isinstance(data.get("outcome"), dict):
         data["outcome"] = ToolOutcome(**data["outcome"])
-    for name in ("names", "items", "questions"):
+    for name in ("names", "items", "questions", "changes"):
         if isinstance(data.get(name), list):
             data[name] = tuple(data[name])
     try:

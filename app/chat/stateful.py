@@ -20,8 +20,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -38,6 +38,7 @@ from app.chat.events import (
     ToolFinished,
     Usage,
 )
+from app.chat.grounding import Asker, placed_messages, render
 from app.chat.summary import Folder
 from app.chat.turn import Turn
 from app.config import StateSettings
@@ -71,6 +72,8 @@ class Ask:
     model: str | None = None
     streamed: bool = False
     """The answer is sent as it comes, and ends with follow-up questions."""
+    rag: bool = True
+    memory: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +90,6 @@ class _Context:
     started: float
 
 
-class Recall(Protocol):
-    """Long-term memories and knowledge passages relevant to a message, best first. This is the
-    seam for the knowledge store; until one is given, turns recall nothing."""
-
-    async def __call__(self, user_id: str, session_id: str, text: str) -> list[str]: ...
-
-
 class Conversations:
     def __init__(
         self,
@@ -103,14 +99,12 @@ class Conversations:
         folder: Folder,
         settings: StateSettings,
         side_timeout: float,
-        recall: Recall | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
         self._folder = folder
         self._settings = settings
         self._side_timeout = side_timeout
-        self._recall = recall
 
     async def open(self, ask: Ask) -> Turn:
         """Load the session, pack the context and wait for the answer's first chunk."""
@@ -122,20 +116,28 @@ class Conversations:
         router = self._engine.router
         route = await router.resolve(ask.model)
         counter = counter_for(route.id)
-        recalled = await self._recall(ask.user_id, session_id, ask.text) if self._recall else []
-        persona = self._engine.persona
+        asker = Asker(ask.user_id, session_id, rag=ask.rag, memory=ask.memory)
+        budget = self._settings.token_budget
+        grounder = self._engine.grounder
+        placed = render(await grounder.recall(asker, ask.text), counter, budget // 3)
+        grounding_cost = counter.messages([{"role": "system", "content": placed.text}])
+        extra = grounding_cost if placed.text else 0
         packed = pack(
-            persona=persona.instructions(),
+            persona=self._engine.persona.instructions(),
             summary=session.summary if session else "",
-            recalled=recalled,
             history=unfolded,
             new=ask.text,
             k=self._settings.short_term_k,
-            budget=self._settings.token_budget,
+            budget=budget - extra,
             counter=counter,
         )
+        packed = replace(packed, tokens=packed.tokens + extra)
         answer = await self._engine.chat(
-            {"model": route.id, "messages": packed.messages}, Needs(whole=not ask.streamed), route
+            {"model": route.id, "messages": placed_messages(packed.messages, placed)},
+            Needs(whole=not ask.streamed),
+            route,
+            asker=asker,
+            placed=placed,
         )
         context = _Context(ask, session_id, route, session, unfolded, packed, counter, started)
         return Turn(

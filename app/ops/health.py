@@ -1,8 +1,9 @@
-"""Health of the providers and of Redis: probes run concurrently and are cached for a moment;
-circuit states (each provider's, and those of its models that are not closed) are read live.
-Redis down makes the gateway degraded, not down: stateless chat still answers. A provider that is
-on only by default (Ollama at its default URL) and has nothing listening there is `unreachable`:
-merely absent, it degrades nothing, though with no other provider up the gateway is down."""
+"""Health of the providers, Redis and knowledge (the embedder in use, Chroma): probes run
+concurrently and are cached for a moment; circuit states (each provider's, and those of its
+models that are not closed) are read live. Redis down makes the gateway degraded, not down:
+stateless chat still answers. A provider that is on only by default (Ollama at its default URL)
+and has nothing listening there is `unreachable`: merely absent, it degrades nothing, though with
+no other provider up the gateway is down."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.errors import GatewayError, ProviderUnreachable
+from app.knowledge.service import Knowledge
 from app.providers.base import Provider
 from app.providers.breaker import BreakerState
 from app.providers.router import Router
@@ -28,9 +30,11 @@ class HealthChecker:
         redis: aioredis.Redis,
         ttl: float = 2.0,
         by_default: frozenset[str] = frozenset(),
+        knowledge: Knowledge | None = None,
     ) -> None:
         """`by_default`: the providers that are on only through a default setting."""
         self._router = router
+        self._knowledge = knowledge
         self._by_default = by_default
         self._redis = redis
         self._redis_probe: dict[str, Any] = {}
@@ -74,12 +78,19 @@ class HealthChecker:
         if status == "ok" and self._redis_probe["status"] != "up":
             status = "degraded"
         uptime = round(time.monotonic() - self._started, 1)
-        return {
+        report = {
             "status": status,
             "providers": providers,
             "redis": self._redis_probe,
             "uptime_s": uptime,
         }
+        knowledge = self._knowledge
+        if knowledge is not None and knowledge.wanted:
+            report["embeddings"] = knowledge.health()
+            report["chromadb"] = await knowledge.store_health()
+            if status == "ok" and not knowledge.available:
+                report["status"] = "degraded"
+        return report
 
 
 async def _probe(provider: Provider) -> dict[str, Any]:

@@ -5,6 +5,7 @@
       owner: alice        # null: a service key, acting for the user each request names
       rpm: 60             # requests per minute; null or absent: unlimited
       tpm: 100000         # tokens per minute; null or absent: unlimited
+      rag: false          # chats not grounded in documents and memories; absent: true
       name: laptop        # optional label
       created: "..."      # optional, written by `python -m app keys create`
 
@@ -33,7 +34,7 @@ from app.security.identity import Identity
 DEFAULT_KEYS_FILE = "keys.yaml"
 """The keys file's name in DATA_DIR, used when API_KEYS_FILE is unset."""
 _HASH = re.compile(r"sha256:([0-9a-f]{64})")
-_FIELDS = frozenset({"hash", "owner", "rpm", "tpm", "name", "created"})
+_FIELDS = frozenset({"hash", "owner", "rpm", "tpm", "rag", "name", "created"})
 KEY_ID_LENGTH = 12
 
 
@@ -56,6 +57,7 @@ class KeyEntry:
     tpm: int | None = None
     name: str | None = None
     created: str | None = None
+    rag: bool = True
 
     @property
     def key_id(self) -> str:
@@ -67,6 +69,7 @@ class KeyEntry:
             "owner": self.owner,
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "rag": self.rag,
             "name": self.name,
             "created": self.created,
         }
@@ -89,6 +92,12 @@ def _limit(value: object, field: str, where: str) -> int | None:
     return value
 
 
+def _flag(value: object, field: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {field} must be true or false (got {value!r})")
+    return value
+
+
 def _text(value: object, field: str, where: str) -> str | None:
     if value is None:
         return None
@@ -104,7 +113,7 @@ def _entry(raw: object, where: str) -> KeyEntry:
     if unknown:
         raise ConfigError(
             f"{where}: unknown field {', '.join(unknown)} "
-            f"(allowed: hash, owner, rpm, tpm, name, created)"
+            f"(allowed: hash, owner, rpm, tpm, rag, name, created)"
         )
     match = _HASH.fullmatch(str(raw.get("hash", "")).strip().lower())
     if match is None:
@@ -124,6 +133,7 @@ def _entry(raw: object, where: str) -> KeyEntry:
         owner=_text(raw["owner"], "owner", where),
         rpm=_limit(raw.get("rpm"), "rpm", where),
         tpm=_limit(raw.get("tpm"), "tpm", where),
+        rag=_flag(raw.get("rag", True), "rag", where),
         name=_text(raw.get("name"), "name", where),
         created=_text(created, "created", where),
     )
@@ -218,7 +228,11 @@ class KeyStore:
                         f"keys file {path}, entry {number}: the key is in API_KEYS too"
                     )
                 entries[entry.digest] = Identity(
-                    key_id=entry.key_id, owner=entry.owner, rpm=entry.rpm, tpm=entry.tpm
+                    key_id=entry.key_id,
+                    owner=entry.owner,
+                    rpm=entry.rpm,
+                    tpm=entry.tpm,
+                    rag=entry.rag,
                 )
         return cls(list(entries.items()))
 

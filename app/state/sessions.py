@@ -256,6 +256,24 @@ class SessionStore:
                 pipe.zrem(_user_key(session.user_id), session.id)
                 await pipe.execute()
 
+    async def forget_user(self, user_id: str) -> int:
+        """Delete every session of `user_id`; how many there were."""
+        index = _user_key(user_id)
+        with _reachable():
+            raw = await self._redis.zrange(index, 0, -1)
+            ids = [i.decode() for i in cast("list[bytes]", raw)]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for session_id in ids:
+                    pipe.delete(*(_key(session_id, part) for part in ("", "messages", "metrics")))
+                pipe.delete(index)
+                await pipe.execute()
+        return len(ids)
+
+    async def count_user(self, user_id: str) -> int:
+        """How many sessions of `user_id` Redis holds."""
+        with _reachable():
+            return int(await self._redis.zcard(_user_key(user_id)))
+
     async def totals(self) -> dict[str, int]:
         with _reachable():
             raw = await self._redis.hgetall(TOTALS_KEY)

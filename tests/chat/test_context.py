@@ -13,7 +13,6 @@ import pytest
 
 from app.chat.context import (
     ESTIMATE,
-    RECALL_HEADING,
     REPLY_PRIMING,
     SUMMARY_HEADING,
     counter_for,
@@ -123,11 +122,10 @@ def test_split_turns_starts_each_turn_at_a_user_message() -> None:
     assert split_turns([]) == []
 
 
-def test_packing_order_summary_recalled_history_new() -> None:
+def test_packing_order_summary_history_new() -> None:
     packed = pack(
         persona=PERSONA,
         summary="The user is Alice.",
-        recalled=["Alice likes tea."],
         history=history(2),
         new="What is my name?",
         k=6,
@@ -136,22 +134,17 @@ def test_packing_order_summary_recalled_history_new() -> None:
     )
     system, *rest = packed.messages
     assert system["role"] == "system"
-    assert system["content"] == (
-        f"{SUMMARY_HEADING}\nThe user is Alice.\n\n{RECALL_HEADING}\n- Alice likes tea."
-    )
+    assert system["content"] == f"{SUMMARY_HEADING}\nThe user is Alice."
     assert rest[:-1] == [{"role": m["role"], "content": m["content"]} for m in history(2)]
     assert rest[-1] == {"role": "user", "content": "What is my name?"}
     assert (packed.turns, packed.left_out) == (2, 0)
 
 
 def test_the_persona_is_counted_but_left_to_the_chat_service() -> None:
-    bare = pack(
-        persona="", summary="", recalled=[], history=[], new="hi", k=6, budget=300, counter=ESTIMATE
-    )
+    bare = pack(persona="", summary="", history=[], new="hi", k=6, budget=300, counter=ESTIMATE)
     with_persona = pack(
         persona=PERSONA,
         summary="",
-        recalled=[],
         history=[],
         new="hi",
         k=6,
@@ -166,7 +159,6 @@ def test_only_the_last_k_turns_go_verbatim() -> None:
     packed = pack(
         persona=PERSONA,
         summary="",
-        recalled=[],
         history=history(5),
         new="next",
         k=2,
@@ -184,7 +176,6 @@ def test_the_budget_keeps_the_newest_turns_that_fit() -> None:
         packed = pack(
             persona=PERSONA,
             summary="A summary.",
-            recalled=[],
             history=messages,
             new="What now?",
             k=10,
@@ -209,7 +200,6 @@ def test_the_new_message_and_summary_go_even_over_budget() -> None:
     packed = pack(
         persona=PERSONA,
         summary="S " * 400,
-        recalled=[],
         history=history(2),
         new="Q " * 400,
         k=6,
@@ -220,26 +210,6 @@ def test_the_new_message_and_summary_go_even_over_budget() -> None:
     assert packed.messages[-1]["content"] == "Q " * 400
     assert packed.messages[0]["content"].startswith(SUMMARY_HEADING)
     assert packed.tokens > 256
-
-
-def test_recalled_passages_take_what_the_history_leaves() -> None:
-    long_passage = "fact " * 400
-    packed = pack(
-        persona=PERSONA,
-        summary="",
-        recalled=["short fact one", long_passage, "short fact two"],
-        history=history(1),
-        new="hi",
-        k=6,
-        budget=300,
-        counter=ESTIMATE,
-    )
-    system = packed.messages[0]["content"]
-    assert "- short fact one" in system
-    assert "- short fact two" in system
-    assert long_passage.strip() not in system
-    assert packed.turns == 1
-    assert packed.tokens <= 300
 
 
 def test_fold_count_leaves_k_turns_within_half_the_budget() -> None:

@@ -309,7 +309,7 @@ def test_without_keys_requests_are_anonymous(
         for _ in range(3):
             resp = httpx.get(f"{url}/whoami")
             assert resp.json() == {
-                "identity": "Identity(key_id=None, owner=None, rpm=None, tpm=None)"
+                "identity": "Identity(key_id=None, owner=None, rpm=None, tpm=None, rag=True)"
             }
 
 

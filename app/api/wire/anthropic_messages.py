@@ -128,6 +128,7 @@ class _Blocks:
             case (
                 ev.ToolFinished()
                 | ev.Sources()
+                | ev.Remembered()
                 | ev.AgentStep()
                 | ev.FollowUps()
                 | ev.Usage()

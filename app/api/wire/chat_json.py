@@ -1,5 +1,6 @@
 """The `/chat` wire: a turn as one JSON body (`session_id, user_id, answer, model, tools_used,
-sources, timings, usage`); a failure is raised, to be answered with its HTTP status."""
+sources, memories, timings, usage`; `memories`: what the message changed in the user's memory); a
+failure is raised, to be answered with its HTTP status."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from app.chat.turn import Turn
 async def body(turn: Turn) -> dict[str, Any]:
     parts: list[str] = []
     used: list[dict[str, Any]] = []
-    sources: list[dict[str, str]] = []
+    sources: list[dict[str, Any]] = []
+    memories: list[dict[str, str]] = []
     timings: dict[str, float] | None = None
     suggestions: list[str] = []
     async for event in turn.events():
@@ -22,7 +24,9 @@ async def body(turn: Turn) -> dict[str, Any]:
             case ev.ToolFinished(outcome=outcome):
                 used.append(outcome.summary())
             case ev.Sources(items=items):
-                sources = list(items)
+                sources += items
+            case ev.Remembered(changes=changes):
+                memories += changes
             case ev.Timings(ttft_ms=ttft, total_ms=total):
                 timings = {"ttft_ms": ttft, "total_ms": total}
             case ev.FollowUps(questions=questions):
@@ -47,6 +51,7 @@ async def body(turn: Turn) -> dict[str, Any]:
         "model": turn.model,
         "tools_used": used,
         "sources": sources,
+        "memories": memories,
         "timings": timings,
         "usage": (turn.usage or ev.NO_USAGE).public(),
     }

@@ -51,7 +51,9 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
                 case ev.Timings(ttft_ms=ttft, total_ms=total):
                     done["timings"] = {"ttft_ms": ttft, "total_ms": total}
                 case ev.Sources(items=items):
-                    done["sources"] = list(items)
+                    done["sources"] += items
+                case ev.Remembered(changes=changes):
+                    yield _event("memory", {"changes": list(changes)})
                 case ev.FollowUps(questions=questions):
                     done["suggestions"] = list(questions)
                 case (

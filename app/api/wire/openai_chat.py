@@ -9,6 +9,13 @@ comments (`: running <name>`, `: still running …`), to OpenWebUI as its status
 `activity_in_content` option is on as a `> Running tool:` line in the text. An error after the
 first byte is an `{"error": …}` event before `[DONE]`, never a silently cut answer. Collected, the
 gateway's tool calls are listed in `tools_used`.
+
+The passages a turn was grounded in reach OpenWebUI as its citation events (one
+`{"event": {"type": "source", …}}` line per passage, in their order, so that the model's [1],
+[2] become its citation chips) and every other client as OpenAI's `url_citation` annotations
+(streamed: a delta before the finish; collected: `message.annotations`), each spanning the
+passage's `[n]` in the text where the model cited it. What the turn remembered is a comment (and a
+status line to OpenWebUI).
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ class StreamOptions:
     include_usage: bool = False
     activity_in_content: bool = False
     status_events: bool = False
-    """OpenWebUI's status events for the gateway's tools and agent steps; other clients would
-    read such a line as a chunk without choices."""
+    """OpenWebUI's status and citation events for the gateway's tools, agent steps and
+    passages; other clients would read such a line as a chunk without choices."""
+    base_url: str = ""
+    """Where the gateway is, for the passages' document URLs."""
 
 
 async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
@@ -53,6 +62,8 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
     started = {0}
     status_last = text_sent = False
     running: set[str] = set()
+    cited: tuple[dict[str, Any], ...] = ()
+    said: list[str] = []
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for event in turn.events():
@@ -67,6 +78,8 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                         if not text:
                             continue
                     text_sent, status_last = True, False
+                    if cited and not choice:
+                        said.append(text)
                     yield chunk({"content": text}, choice, logprobs=logprobs)
                 case ev.Reasoning(text=text, choice=choice):
                     yield chunk({"reasoning_content": text}, choice)
@@ -95,9 +108,23 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                         yield _status(f"{name} done in {seconds:.1f} s", done=True)
                 case ev.Waiting(names=names):
                     yield comment("still running " + ", ".join(names))
+                case ev.Sources(items=items):
+                    if options.status_events:
+                        for number, item in enumerate(items, start=1):
+                            yield _event("source", owui_source(item, number))
+                    else:
+                        cited = items
+                case ev.Remembered(changes=changes):
+                    for change in changes:
+                        if options.status_events:
+                            yield _status(_remembered(change), done=True)
+                        yield comment(_remembered(change))
                 case ev.Finish(reason=reason, choice=choice):
+                    if cited and not choice:
+                        notes = url_citations(cited, "".join(said), options.base_url)
+                        yield chunk({"annotations": notes})
                     yield chunk({}, choice, finish_reason=reason)
-                case ev.Usage() | ev.Sources() | ev.FollowUps() | ev.Timings():
+                case ev.Usage() | ev.FollowUps() | ev.Timings():
                     pass
                 case _:
                     assert_never(event)
@@ -112,8 +139,64 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
 
 
 def _status(description: str, *, done: bool) -> bytes:
-    status = {"type": "status", "data": {"description": description, "done": done}}
-    return b"data: " + orjson.dumps({"event": status}) + b"\n\n"
+    return _event("status", {"description": description, "done": done})
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps({"event": {"type": kind, "data": data}}) + b"\n\n"
+
+
+def _remembered(change: dict[str, str]) -> str:
+    verb = {"add": "Remembered", "update": "Updated memory", "delete": "Forgot"}
+    return f"{verb.get(change['event'], 'Memory')}: {change['text']}"
+
+
+def _label(item: dict[str, Any]) -> str:
+    name = str(item.get("name") or item.get("title") or item.get("url") or item.get("source"))
+    return f"{name} ({item['location']})" if item.get("location") else name
+
+
+def owui_source(item: dict[str, Any], number: int) -> dict[str, Any]:
+    """A source as OpenWebUI's citation event carries it: one id per passage (so its [n] is
+    ours), the passage's text, its page (0-based, as OpenWebUI counts) and similarity."""
+    url = item.get("url")
+    key = f"{item['document_id']}#{number}" if item.get("document_id") else str(url or number)
+    meta: dict[str, Any] = {"source": key, "name": _label(item)}
+    if url:
+        meta["external"] = True
+    if isinstance(item.get("page"), int):
+        meta["page"] = item["page"] - 1
+    data: dict[str, Any] = {
+        "source": {"id": key, "name": _label(item), **({"url": url} if url else {})},
+        "document": [str(item.get("text") or item.get("title") or url or key)],
+        "metadata": [meta],
+    }
+    if "similarity" in item:
+        data["distances"] = [item["similarity"]]
+    return data
+
+
+def url_citations(items: tuple[dict[str, Any], ...], text: str, base_url: str) -> list[Any]:
+    """OpenAI's `url_citation` annotations of `items`, each spanning its `[n]` in `text` where
+    the model cited it (else empty at the start)."""
+    notes = []
+    for number, item in enumerate(items, start=1):
+        marker = f"[{number}]"
+        start = text.find(marker)
+        span = (start, start + len(marker)) if start >= 0 else (0, 0)
+        url = item.get("url") or f"{base_url}{item.get('path', '')}"
+        notes.append(
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": url,
+                    "title": _label(item),
+                    "start_index": span[0],
+                    "end_index": span[1],
+                },
+            }
+        )
+    return notes
 
 
 def _finished(outcome: ToolOutcome) -> str:
@@ -137,10 +220,11 @@ def _call_delta(event: ev.ToolCallDelta) -> dict[str, Any]:
     return call
 
 
-async def completion(turn: Turn) -> dict[str, Any]:
+async def completion(turn: Turn, base_url: str = "") -> dict[str, Any]:
     """The whole turn as one `chat.completion`."""
     choices: dict[int, _Choice] = {}
     used: list[dict[str, Any]] = []
+    cited: tuple[dict[str, Any], ...] = ()
     async for event in turn.events():
         match event:
             case ev.Text(text=text, choice=choice, logprobs=logprobs):
@@ -158,11 +242,13 @@ async def completion(turn: Turn) -> dict[str, Any]:
                 _slot(choices, choice).finish = reason
             case ev.ToolFinished(outcome=outcome):
                 used.append(outcome.summary())
+            case ev.Sources(items=items):
+                cited = items
             case (
                 ev.Usage()
                 | ev.ToolStarted()
                 | ev.Waiting()
-                | ev.Sources()
+                | ev.Remembered()
                 | ev.AgentStep()
                 | ev.FollowUps()
                 | ev.Timings()
@@ -178,6 +264,9 @@ async def completion(turn: Turn) -> dict[str, Any]:
         "choices": [choices[i].message(i) for i in sorted(choices)],
         "usage": (turn.usage or ev.NO_USAGE).public(),
     }
+    if cited and body["choices"]:
+        message = body["choices"][0]["message"]
+        message["annotations"] = url_citations(cited, message["content"] or "", base_url)
     if turn.lists_tools:
         body["tools_used"] = used
     return body

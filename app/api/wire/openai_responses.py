@@ -176,6 +176,7 @@ class _Output:
                 ev.Usage()
                 | ev.ToolFinished()
                 | ev.Sources()
+                | ev.Remembered()
                 | ev.AgentStep()
                 | ev.FollowUps()
                 | ev.Timings()
