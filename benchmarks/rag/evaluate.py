@@ -27,7 +27,7 @@ import time
 import warnings
 from collections import defaultdict
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.rag.build import documents
@@ -49,6 +49,15 @@ KINDS |= {"json": "JSON/CSV", "csv": "JSON/CSV", "py": "code", "js": "code"}
 
 Qrels = dict[str, dict[str, int]]
 RunDict = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """What ingesting the corpus made and took, and each query's milliseconds."""
+
+    chunks: int
+    ingest_seconds: float
+    query_ms: list[float]
 
 
 @dataclass
@@ -146,16 +155,8 @@ async def evaluate_system(
                 started = time.perf_counter()
                 retrieved[question.id] = await index.search(config, question.text)
                 query_ms.append((time.perf_counter() - started) * 1000)
-            result = summarise(config, retrieved, questions, qrels)
-            results.append(
-                replace(
-                    result,
-                    chunks=len(passages),
-                    unreachable=unreachable,
-                    ingest_seconds=ingest_seconds,
-                    query_ms=query_ms,
-                )
-            )
+            timings = Timings(len(passages), ingest_seconds, query_ms)
+            results.append(summarise(config, retrieved, questions, qrels, unreachable, timings))
     return results
 
 
@@ -164,9 +165,10 @@ def summarise(
     retrieved: dict[str, list[Passage]],
     questions: list[Question],
     qrels: Qrels,
+    unreachable: list[str],
+    timings: Timings,
 ) -> ConfigResult:
-    """One configuration's retrieval figures from what it retrieved for every question (the
-    corpus-wide figures, chunks, unreachable questions and timings, left empty)."""
+    """One configuration's figures from what it retrieved for every question."""
     answerable = [question for question in questions if question.doc is not None]
     hits: dict[str, list[bool]] = defaultdict(list)
     for question in answerable:
@@ -177,13 +179,13 @@ def summarise(
     )
     return ConfigResult(
         config=config,
-        chunks=0,
-        ingest_seconds=0.0,
-        unreachable=[],
+        chunks=timings.chunks,
+        ingest_seconds=timings.ingest_seconds,
+        unreachable=unreachable,
         metrics=score(qrels, run_for({q.id: retrieved[q.id] for q in answerable})),
         answered=sum(bool(retrieved[q.id]) for q in answerable) / len(answerable),
         silent=silent_shares(questions, {q for q, found in retrieved.items() if not found}),
-        query_ms=[],
+        query_ms=timings.query_ms,
         hit5_by_kind={name: sum(found) / len(found) for name, found in sorted(hits.items())},
         right_document_at_1=right_document / len(answerable),
         ranked={
@@ -243,8 +245,7 @@ def markdown(results: list[ConfigResult], questions: list[Question]) -> str:
         "",
         "| config | recall@5 | hit@5 | MRR | nDCG@10 | right doc @1 | unreachable | "
         "answerable with passages | unanswerable with none: all / near / other | chunks | "
-        "ingest s | "
-        "query ms p50 | query ms p95 |",
+        "ingest s | query ms p50 | query ms p95 |",
         "|---|" + "---:|" * 12,
     ]
     for result in results:
