@@ -8,6 +8,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
+# torch is pinned to a CPU build in pyproject.toml; where the default index serves only the CUDA
+# build, pass a CPU-only index here (docker build --build-arg PIP_EXTRA_INDEX_URL=...).
+ARG PIP_EXTRA_INDEX_URL=""
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[local]'
 
 # --- runtime: no compiler, non-root -----------------------------------------------------------

@@ -83,6 +83,20 @@ def _load(path: str) -> SentenceTransformer:
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
+def _counting(model: SentenceTransformer) -> Tokenizer | None:
+    """A copy of the model's tokenizer that counts whole texts: MiniLM's is set to truncate at
+    128 word pieces and pad to 128, which would make every text count as 128."""
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    counting = Tokenizer.from_str(backend.to_str())
+    counting.no_truncation()
+    counting.no_padding()
+    return counting
+
+
 class LocalEmbedder:
     """A sentence-transformers model in this process."""
 
@@ -91,8 +105,7 @@ class LocalEmbedder:
         self._model = model
         self._batch = batch
         self.dimension = model.get_embedding_dimension() or 0
-        tokenizer = getattr(model.tokenizer, "backend_tokenizer", None)
-        self.window = Window(tokenizer, model.max_seq_length or 256)
+        self.window = Window(_counting(model), model.max_seq_length or 256)
         e5 = "e5" in name.lower()
         self._query_prefix = "query: " if e5 else ""
         self._passage_prefix = "passage: " if e5 else ""

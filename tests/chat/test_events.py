@@ -11,6 +11,7 @@ from app.chat.events import (
     FollowUps,
     Reasoning,
     Refusal,
+    Remembered,
     Sources,
     Text,
     Timings,
@@ -25,8 +26,24 @@ from app.chat.events import (
 from app.errors import GatewayError
 from app.tools.registry import ToolOutcome
 
+PASSAGE = {
+    "index": 1,
+    "type": "document",
+    "id": "doc-1-1-0",
+    "document_id": "doc-1",
+    "name": "guide.pdf",
+    "title": "Guide",
+    "location": "page 2",
+    "page": 2,
+    "lines": None,
+    "text": "It is 42.",
+    "score": 0.032787,
+    "similarity": 0.81,
+    "path": "/v1/documents/doc-1",
+}
 TURN: list[Event] = [
     AgentStep("Ada", "start"),
+    Sources((PASSAGE,)),
     Reasoning("Thinking."),
     ToolStarted("call_1", "calculator", {"expression": "6*7"}),
     Waiting(("calculator",)),
@@ -40,7 +57,9 @@ TURN: list[Event] = [
     Refusal("No more."),
     ToolCallDelta(0, "call_c", "lookup", ""),
     ToolCallDelta(0, None, None, '{"q": "x"}'),
+    Text(" [1]"),
     Finish("tool_calls"),
+    Remembered(({"event": "add", "id": "mem-1", "text": "The user's name is Ada."},)),
     Usage(10, 5, 15),
     Timings(12.5, 40.0),
     Sources(({"tool": "wikipedia", "url": "https://example.org/a", "title": "A"},)),

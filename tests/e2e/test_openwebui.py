@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e import harness
 from tests.fakes.openai_upstream import GREETING, OpenAIUpstreamState
 from tests.fakes.serve import free_port
+from tests.knowledge.files import BOILER
 
 pytestmark = [
     pytest.mark.e2e,
@@ -186,3 +188,30 @@ def _asks(request: dict[str, Any], opening: str) -> bool:
         m.get("role") == "user" and str(m.get("content", "")).startswith(opening)
         for m in request.get("messages") or []
     )
+
+
+def test_passages_of_the_users_documents_show_as_citations(stack: Stack) -> None:
+    """A document uploaded to the gateway grounds the chat: OpenWebUI shows the passages as its
+    citation chips under the answer, and the model's [1] as a link to the first."""
+    upload = httpx.post(
+        f"{stack.gateway}/v1/documents",
+        files={"file": ("boiler.md", BOILER)},
+        headers={"Authorization": f"Bearer {harness.GATEWAY_KEY}"},
+        timeout=60,
+    )
+    assert upload.status_code in (200, 201), upload.text
+    page = harness.open_chat(stack.browser, f"{stack.openwebui}/?models=openai/gpt-test")
+    try:
+        harness.send(page, "How long is the boiler warranty? echo: Seven years [1].")
+        reply = harness.wait_for_reply(page, 1)
+        chips = page.locator(".chat-assistant").first.locator("button", has_text="boiler.md")
+        chips.first.wait_for(timeout=10_000)
+        labels = [t.strip() for t in chips.all_inner_texts()]
+        page.get_by_role("button", name="Sources").first.click()  # the list of chips opens
+        reply["screenshot"] = harness.screenshot(page, "rag-citations")
+    finally:
+        page.close()
+    where = _shown(reply) + f", chips {labels!r}"
+    assert reply["errors"] == [], where
+    assert reply["text"].startswith("Seven years"), where
+    assert any("boiler.md" in label for label in labels), where

@@ -79,7 +79,7 @@ async def test_every_event_and_the_response_are_valid_for_the_openai_sdk() -> No
     assert kinds[-1] == "response.completed"
     whole = await openai_responses.response(fixed_turn(), responses_head())
     parsed = Response.model_validate(whole)
-    assert parsed.output_text == "It is 42."
+    assert parsed.output_text == "It is 42. [1]"
     message = parsed.output[1]
     assert message.type == "message"
     text = message.content[0]
