@@ -5,8 +5,8 @@ RecursiveCharacterTextSplitter; here semantic-text-splitter's character TextSpli
 capacity 1000 and overlap 100, which also splits at the largest semantic unit that fits), PDFs
 loaded page by page, vector search only, top 3, no relevance threshold, an embedded Chroma
 collection with its default distance. The embedding model is the gateway's: all-MiniLM-L6-v2
-from the offline package. Documents are read by the same extractor as the gateway's runs, so the
-comparison is about chunking and retrieval, not parsing.
+from the offline package. Documents are read by the gateway's parser, headings written where they
+start (extract.py), so the comparison is about chunking and retrieval, not parsing.
 """
 
 from __future__ import annotations
