@@ -258,8 +258,8 @@ class KnowledgeSettings(_Section):
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     index_allowed_roots: CommaList = []
     memory_enabled: bool = True
-    memory_top_k: int = Field(5, ge=1, le=50)
-    memory_threshold: float = Field(0.3, ge=-1, le=1)
+    memory_top_k: int = Field(30, ge=1, le=200)
+    memory_threshold: float = Field(0.15, ge=-1, le=1)
     memory_model: str = "none"
 
     _roots = field_validator("index_allowed_roots", mode="before")(_split)

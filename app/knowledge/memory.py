@@ -11,6 +11,7 @@ decisions as well, in the background. `recall` gives the memories relevant to a 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,23 @@ class Change:
     """`add`, `update` or `delete`."""
     id: str
     text: str
+
+
+_SPEAKER = (
+    (re.compile(r"\bthe user's\b", re.IGNORECASE), "my"),
+    (re.compile(r"\bthe user\b", re.IGNORECASE), "I"),
+    (re.compile(r"\btheir\b"), "my"),
+)
+
+
+def as_said(text: str) -> str:
+    """A fact as the user would say it ("The user lives in Berlin." → "I lives in Berlin."),
+    the form embedded: a question is asked in the first person, and MiniLM finds "Where do I
+    live?" far nearer to that than to the third person (measured on the memory script: the
+    current fact's median similarity to its probe rose by about 0.07)."""
+    for pattern, word in _SPEAKER:
+        text = pattern.sub(word, text)
+    return text
 
 
 class Memories:
@@ -154,7 +172,7 @@ class Memories:
                 case Keep() | Update() | Delete():
                     pass
         if writes:
-            vectors = await self._embedder.documents([fact.text for _, fact, _ in writes])
+            vectors = await self._embedder.documents([as_said(fact.text) for _, fact, _ in writes])
             await self.vectors.put_texts(
                 [id_ for id_, _, _ in writes],
                 vectors,

@@ -10,6 +10,7 @@ from pathlib import Path
 from app.config import KnowledgeSettings
 from app.knowledge.catalogue import Catalogue
 from app.knowledge.embedder import LocalEmbedder
+from app.knowledge.memory import as_said
 from app.knowledge.service import CATALOGUE_FILE, DOCUMENTS, MEMORIES, hold_lock
 from app.knowledge.vectors import Metadata, VectorCollection, open_client, raw_entries, reset
 
@@ -50,7 +51,7 @@ async def reindex(
                 texts = [text for _, text, _ in memories]
                 await store.put_texts(
                     [id_ for id_, _, _ in memories],
-                    await embedder.documents(texts),
+                    await embedder.documents([as_said(text) for text in texts]),
                     texts,
                     [meta for _, _, meta in memories],
                 )
