@@ -1,0 +1,1 @@
+"""The retrieval benchmark: a mixed corpus, paraphrased questions and a ranx scorer."""
