@@ -251,7 +251,7 @@ class KnowledgeSettings(_Section):
     chroma_port: int = Field(8000, ge=1, le=65535)
     rag_enabled: bool = True
     rag_top_k: int = Field(5, ge=1, le=50)
-    rag_threshold: float = Field(0.35, ge=-1, le=1)
+    rag_threshold: float = Field(0.4, ge=-1, le=1)
     rag_shared: bool = True
     chunk_tokens: int = Field(160, ge=33, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=1024)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.knowledge.retrieval import KEYWORD_SLACK, Candidate, rank
+from app.knowledge.retrieval import SPREAD, Candidate, rank
 
 
 def test_hybrid_fuses_both_rankings() -> None:
@@ -18,18 +18,15 @@ def test_hybrid_fuses_both_rankings() -> None:
     ]
 
 
-def test_the_gate_drops_what_is_not_about_the_question() -> None:
+def test_a_question_gets_passages_only_when_its_best_reaches_the_threshold() -> None:
     threshold = 0.4
-    weak = Candidate("weak", 0.2, vector_rank=1, keyword_rank=None)
-    near_keyword = Candidate("near", threshold - KEYWORD_SLACK / 2, None, keyword_rank=1)
-    near_vector = Candidate("near-vector", threshold - KEYWORD_SLACK / 2, 2, None)
-    strong = Candidate("strong", 0.8, vector_rank=3, keyword_rank=None)
-    kept = [
-        c.id for c, _ in rank([weak, near_keyword, near_vector, strong], 5, "hybrid", threshold)
-    ]
-    assert kept == ["near", "strong"]
-    assert rank([weak], 5, "hybrid", threshold) == []
-    assert [c.id for c, _ in rank([weak], 5, "hybrid", None)] == ["weak"]
+    weak = Candidate("weak", 0.2, vector_rank=2, keyword_rank=None)
+    near = Candidate("near", threshold - SPREAD / 2, vector_rank=None, keyword_rank=1)
+    best = Candidate("best", threshold + 0.01, vector_rank=1, keyword_rank=None)
+    kept = [c.id for c, _ in rank([weak, near, best], 5, "hybrid", threshold)]
+    assert kept == ["best", "near"]
+    assert rank([weak, near], 5, "hybrid", threshold) == []
+    assert [c.id for c, _ in rank([weak, near], 5, "hybrid", None)] == ["near", "weak"]
 
 
 def test_k_bounds_the_result() -> None:
