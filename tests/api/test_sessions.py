@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app.chat.context import SUMMARY_HEADING
+from app.chat.grounding import MEMORY_HEADING
 from app.chat.stateful import (
     FOLLOW_UP_MAX_TOKENS,
     FOLLOW_UP_PROMPT,
@@ -98,6 +99,7 @@ def test_chat_keeps_the_history(gateway: str, upstream: OpenAIUpstreamState) -> 
     assert sent[1:] == [
         {"role": "user", "content": "My name is Alice"},
         {"role": "assistant", "content": GREETING},
+        {"role": "system", "content": f"{MEMORY_HEADING}\n- The user's name is Alice."},
         {"role": "user", "content": "What is my name?"},
     ]
 
