@@ -82,15 +82,16 @@ class Knowledge:
         if not self.available:
             return Grounding()
         settings = self.settings
-        passages = (
-            await self.documents.search(owner, question, settings.rag_top_k)
-            if rag and settings.rag_enabled
-            else []
-        )
-        memories = (
-            await self.memories.recall(owner, question, settings.memory_top_k)
-            if memory and settings.memory_enabled
-            else []
+        wants_passages = rag and settings.rag_enabled
+        wants_memories = memory and settings.memory_enabled
+        # together, so that the two embeddings of the question go to the model as one batch
+        passages, memories = await asyncio.gather(
+            self.documents.search(owner, question, settings.rag_top_k)
+            if wants_passages
+            else _nothing(),
+            self.memories.recall(owner, question, settings.memory_top_k)
+            if wants_memories
+            else _nothing(),
         )
         return Grounding(passages, memories)
 
@@ -131,6 +132,10 @@ class Knowledge:
             detail, status = f"{where}, {count} document vectors", "healthy"
         latency = round((time.perf_counter() - started) * 1000, 1)
         return {"status": status, "details": detail, "latency_ms": latency}
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 @asynccontextmanager
