@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.answer import streamed, whole
-from app.api.deps import ServicesDep
+from app.api.deps import ServicesDep, asker
 from app.api.openapi import errors, ref, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
@@ -26,6 +26,7 @@ from app.api.wire.anthropic_request import (
 )
 from app.chat.context import counter_for
 from app.chat.engine import Engine
+from app.chat.grounding import Asker
 from app.chat.turn import Turn
 from app.providers.router import Needs
 
@@ -44,13 +45,13 @@ async def messages(request: Request, gateway: ServicesDep) -> Response:
     body = decoded.body
     needs = Needs(tools=bool(body.get("tools")), choices=1, whole=not decoded.stream)
     if decoded.stream:
-        turn = await gateway.engine.chat(body, needs)
+        turn = await gateway.engine.chat(body, needs, asker=asker(request, body))
         options = anthropic_messages.Options(
             thinking=decoded.thinking, input_tokens=_input_tokens(gateway.engine, body, turn.model)
         )
         return streamed(request, turn, anthropic_messages.stream(turn, options))
     options = anthropic_messages.Options(thinking=decoded.thinking)
-    return await whole(request, _whole(gateway.engine, body, needs, options))
+    return await whole(request, _whole(gateway.engine, body, needs, options, asker(request, body)))
 
 
 @router.post(
@@ -68,9 +69,13 @@ async def count_tokens(request: Request, gateway: ServicesDep) -> Response:
 
 
 async def _whole(
-    engine: Engine, body: dict[str, Any], needs: Needs, options: anthropic_messages.Options
+    engine: Engine,
+    body: dict[str, Any],
+    needs: Needs,
+    options: anthropic_messages.Options,
+    grounded: Asker,
 ) -> tuple[Turn, dict[str, Any]]:
-    turn = await engine.chat(body, needs)
+    turn = await engine.chat(body, needs, asker=grounded)
     return turn, await anthropic_messages.message(turn, options)
 
 

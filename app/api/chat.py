@@ -12,14 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.answer import streamed, whole
-from app.api.deps import identity, services
+from app.api.deps import asker, services
 from app.api.schemas import ChatCompletionRequest, parse_json, validate
 from app.api.wire import openai_chat
 from app.chat.engine import Engine
 from app.chat.grounding import Asker
 from app.chat.turn import Turn
 from app.providers.router import Needs
-from app.security.identity import USER_HEADER, acting_user, knowledge_owner
 
 TASK_HEADER = "x-openwebui-task"
 """OpenWebUI fills it with the task's name when the connection sets `X-OpenWebUI-Task:
@@ -37,9 +36,9 @@ async def chat_completions(request: Request) -> Response:
         custom_tools=any(tool.type == "custom" for tool in req.tools or ()),
     )
     task = request.headers.get(TASK_HEADER, "").strip()
-    asker = _asker(request, gateway.settings.security.trust_user_headers, req)
+    grounded = asker(request, body)
     if req.stream:
-        turn = await gateway.engine.chat(body, needs, task=task, asker=asker)
+        turn = await gateway.engine.chat(body, needs, task=task, asker=grounded)
         options = openai_chat.StreamOptions(
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             # a line in the content would corrupt JSON output and the client's own tool turns
@@ -50,37 +49,19 @@ async def chat_completions(request: Request) -> Response:
             base_url=_base_url(request),
         )
         return streamed(request, turn, openai_chat.stream(turn, options))
-    work = _whole(gateway.engine, body, needs, task, asker, _base_url(request))
+    work = _whole(gateway.engine, body, needs, task, grounded, _base_url(request))
     return await whole(request, work)
 
 
 async def _whole(
-    engine: Engine, body: dict[str, Any], needs: Needs, task: str, asker: Asker, base_url: str
+    engine: Engine, body: dict[str, Any], needs: Needs, task: str, grounded: Asker, base_url: str
 ) -> tuple[Turn, dict[str, Any]]:
-    turn = await engine.chat(body, needs, task=task, asker=asker)
+    turn = await engine.chat(body, needs, task=task, asker=grounded)
     return turn, await openai_chat.completion(turn, base_url)
 
 
 def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
-
-
-def _asker(request: Request, trust_header: bool, req: ChatCompletionRequest) -> Asker:
-    """The user the turn is grounded for: the identity rules' (`security/identity.py`), where
-    the request names its user in OpenAI's `user` field (a string, or OpenWebUI's object)."""
-    who = identity(request)
-    named = req.user.get("id") if isinstance(req.user, dict) else req.user
-    user = acting_user(
-        who,
-        named if isinstance(named, str) else None,
-        request.headers.get(USER_HEADER),
-        trust_header,
-    )
-    return Asker(
-        knowledge_owner(who, user),
-        rag=who.rag and req.rag is not False,
-        memory=req.memory is not False,
-    )
 
 
 def _wants_status(request: Request, setting: str) -> bool:

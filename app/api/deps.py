@@ -4,12 +4,13 @@ each one to a worker thread. The Starlette routes of the hot path call `services
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Query
 from starlette.requests import HTTPConnection
 
+from app.chat.grounding import Asker
 from app.chat.stateful import Conversations
 from app.config import SecuritySettings
 from app.errors import InvalidRequest
@@ -38,6 +39,25 @@ def identity(request: HTTPConnection) -> Identity:
     """Who the request's key belongs to (set by the authentication middleware)."""
     found = getattr(request.state, "identity", None)
     return found if isinstance(found, Identity) else ANONYMOUS
+
+
+def asker(request: HTTPConnection, body: dict[str, Any]) -> Asker:
+    """The user a chat body's turn is grounded for, under the identity rules
+    (`security/identity.py`): a key's owner, else the user the body names in OpenAI's `user`
+    field (a string, or OpenWebUI's object with its `id`) or OpenWebUI's trusted header, else the
+    key; and whether the body (`rag`, `memory`) and the key allow grounding."""
+    who = identity(request)
+    named = body.get("user")
+    if isinstance(named, dict):
+        named = named.get("id")
+    trust = services(request).settings.security.trust_user_headers
+    header = request.headers.get(USER_HEADER)
+    user = acting_user(who, named if isinstance(named, str) and named else None, header, trust)
+    return Asker(
+        knowledge_owner(who, user),
+        rag=who.rag and body.get("rag") is not False,
+        memory=body.get("memory") is not False,
+    )
 
 
 async def _services(request: HTTPConnection) -> Services:

@@ -17,13 +17,14 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from app.api.answer import streamed, whole
-from app.api.deps import IdentityDep, ResponsesDep, ServicesDep
+from app.api.deps import IdentityDep, ResponsesDep, ServicesDep, asker
 from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json
 from app.api.wire import openai_responses, responses_request
 from app.api.wire.responses_request import RESPONSE_ID, Decoded, ResponsesRequest
 from app.chat.engine import Engine
+from app.chat.grounding import Asker
 from app.chat.turn import Turn
 from app.errors import NotFound, StateUnavailable
 from app.providers.router import Needs
@@ -80,9 +81,10 @@ async def create_response(
         await _keep(store, scope, decoded, StoredResponse(response, conversation))
 
     if decoded.request.stream:
-        turn = await services.engine.chat(body, needs)
+        turn = await services.engine.chat(body, needs, asker=asker(request, body))
         return streamed(request, turn, openai_responses.stream(turn, head, keep))
-    return await whole(request, _whole(services.engine, body, needs, head, keep))
+    grounded = asker(request, body)
+    return await whole(request, _whole(services.engine, body, needs, head, keep, grounded))
 
 
 async def _whole(
@@ -91,8 +93,9 @@ async def _whole(
     needs: Needs,
     head: openai_responses.Head,
     keep: Callable[[dict[str, Any]], Awaitable[None]],
+    grounded: Asker,
 ) -> tuple[Turn, dict[str, Any]]:
-    turn = await engine.chat(body, needs)
+    turn = await engine.chat(body, needs, asker=grounded)
     response = await openai_responses.response(turn, head)
     await keep(response)
     return turn, response

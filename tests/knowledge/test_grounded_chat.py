@@ -270,3 +270,25 @@ def test_a_memory_model_reads_the_message_for_facts_in_the_background(
     assert len(asked) == 3  # the first message was read too (the model found nothing)
     assert asked[1] == "Message: We adopted a little tabby last week, Miso."
     assert '"text": "The user\'s name is Ada."' in asked[2]
+
+
+def test_responses_and_messages_turns_are_grounded_too(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState
+) -> None:
+    url = with_document(make_gateway)
+    resp = httpx.post(
+        f"{url}/v1/responses", json={"model": "openai/gpt-test", "input": QUESTION}, timeout=30
+    )
+    assert resp.status_code == 200, resp.text
+    assert "seven years" in grounding(upstream)
+    resp = httpx.post(
+        f"{url}/v1/messages",
+        json={
+            "model": "openai/gpt-test",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": QUESTION}],
+        },
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert "seven years" in grounding(upstream)
