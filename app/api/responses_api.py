@@ -75,7 +75,7 @@ async def create_response(
         whole=not decoded.request.stream,
         custom_tools=decoded.custom_tools,
     )
-    head = openai_responses.Head(decoded.echo)
+    head = openai_responses.Head(decoded.echo, base_url=str(request.base_url).rstrip("/"))
 
     async def keep(response: dict[str, Any]) -> None:
         await _keep(store, scope, decoded, StoredResponse(response, conversation))

@@ -277,10 +277,18 @@ def test_responses_and_messages_turns_are_grounded_too(
 ) -> None:
     url = with_document(make_gateway)
     resp = httpx.post(
-        f"{url}/v1/responses", json={"model": "openai/gpt-test", "input": QUESTION}, timeout=30
+        f"{url}/v1/responses",
+        json={"model": "openai/gpt-test", "input": QUESTION + " echo: Seven years [1]."},
+        timeout=30,
     )
     assert resp.status_code == 200, resp.text
     assert "seven years" in grounding(upstream)
+    (part,) = resp.json()["output"][0]["content"]
+    assert part["text"] == "Seven years [1]."
+    (cited,) = part["annotations"]
+    assert cited["type"] == "url_citation"
+    assert (cited["start_index"], cited["end_index"]) == (12, 15)
+    assert cited["url"].startswith(f"{url}/v1/documents/doc-")
     resp = httpx.post(
         f"{url}/v1/messages",
         json={

@@ -176,27 +176,29 @@ def owui_source(item: dict[str, Any], number: int) -> dict[str, Any]:
     return data
 
 
-def url_citations(items: tuple[dict[str, Any], ...], text: str, base_url: str) -> list[Any]:
-    """OpenAI's `url_citation` annotations of `items`, each spanning its `[n]` in `text` where
-    the model cited it (else empty at the start)."""
-    notes = []
+def citations(items: tuple[dict[str, Any], ...], text: str, base_url: str) -> list[dict[str, Any]]:
+    """`items` as citations of `text`: `{url, title, start_index, end_index}` each, spanning the
+    item's `[n]` where the model cited it (else empty at the start)."""
+    found = []
     for number, item in enumerate(items, start=1):
         marker = f"[{number}]"
         start = text.find(marker)
         span = (start, start + len(marker)) if start >= 0 else (0, 0)
-        url = item.get("url") or f"{base_url}{item.get('path', '')}"
-        notes.append(
+        found.append(
             {
-                "type": "url_citation",
-                "url_citation": {
-                    "url": url,
-                    "title": _label(item),
-                    "start_index": span[0],
-                    "end_index": span[1],
-                },
+                "url": item.get("url") or f"{base_url}{item.get('path', '')}",
+                "title": _label(item),
+                "start_index": span[0],
+                "end_index": span[1],
             }
         )
-    return notes
+    return found
+
+
+def url_citations(items: tuple[dict[str, Any], ...], text: str, base_url: str) -> list[Any]:
+    """OpenAI's chat `url_citation` annotations of `items` in `text`."""
+    found = citations(items, text, base_url)
+    return [{"type": "url_citation", "url_citation": cited} for cited in found]
 
 
 def _finished(outcome: ToolOutcome) -> str:

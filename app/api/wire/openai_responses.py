@@ -13,7 +13,8 @@ show only as SSE comments (`: running <name>`, `: still running …`).
 
 Output items: the answer's text and refusals as one `message` (a part per run of each), the
 model's reasoning as a `reasoning` item, each of the client's tool calls as a `function_call`
-(or a `custom_tool_call`).
+(or a `custom_tool_call`). The passages the turn was grounded in that the text cites by their
+`[n]` are its `url_citation` annotations (with `response.output_text.annotation.added` events).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal, assert_never
 
 import orjson
 
+from app.api.wire.openai_chat import citations
 from app.api.wire.sse import comment, mid_answer
 from app.chat import events as ev
 from app.chat.turn import Turn
@@ -47,12 +49,14 @@ class Head:
 
     echo: dict[str, Any]
     ids: Callable[[str], str] = new_id
+    base_url: str = ""
+    """Where the gateway is, for the passages' document URLs."""
 
 
 async def response(turn: Turn, head: Head) -> dict[str, Any]:
     """The whole turn as one `response` object."""
     response_id = head.ids("resp_")
-    output = _Output(head.ids)
+    output = _Output(head.ids, head.base_url)
     async for event in turn.events():
         output.feed(event)
     status, details = _outcome(output.finish)
@@ -71,7 +75,7 @@ async def stream(turn: Turn, head: Head, keep: Keep | None = None) -> AsyncItera
         kind: str = data["type"]
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-    output = _Output(head.ids)
+    output = _Output(head.ids, head.base_url)
     started = _response(turn, head, response_id, "in_progress", [], None)
     started["usage"] = None
     yield frame({"type": "response.created", "response": started})
@@ -144,8 +148,11 @@ class _Output:
     closes it), reasoning to the open reasoning item, each tool call (by its index) to its own
     item; `close` ends whatever is open."""
 
-    def __init__(self, ids: Callable[[str], str]) -> None:
+    def __init__(self, ids: Callable[[str], str], base_url: str) -> None:
         self.items: list[dict[str, Any]] = []
+        self._base_url = base_url
+        self._cited: tuple[dict[str, Any], ...] = ()
+        """The passages the turn was grounded in, cited as `url_citation` annotations."""
         self.finish = "stop"
         self._ids = ids
         self._message: int | None = None
@@ -168,6 +175,9 @@ class _Output:
             case ev.Finish(reason=reason):
                 self.finish = reason
                 return []
+            case ev.Sources(items=items):
+                self._cited += items
+                return []
             case ev.ToolStarted(name=name):
                 return [comment(f"running {name}")]
             case ev.Waiting(names=names):
@@ -175,7 +185,6 @@ class _Output:
             case (
                 ev.Usage()
                 | ev.ToolFinished()
-                | ev.Sources()
                 | ev.Remembered()
                 | ev.AgentStep()
                 | ev.FollowUps()
@@ -252,8 +261,23 @@ class _Output:
             done: dict[str, Any] = {"type": "response.refusal.done", **where, "refusal": text}
         else:
             part["text"] = text
+            part["annotations"] = [  # the passages this part cites by their [n]
+                {"type": "url_citation", **cited}
+                for cited in citations(self._cited, text, self._base_url)
+                if cited["end_index"]
+            ]
+            added = [
+                {
+                    "type": "response.output_text.annotation.added",
+                    **where,
+                    "annotation_index": index,
+                    "annotation": annotation,
+                }
+                for index, annotation in enumerate(part["annotations"])
+            ]
             done = {"type": "response.output_text.done", **where, "text": text}
             done["logprobs"] = part["logprobs"]
+            return [*added, done, {"type": "response.content_part.done", **where, "part": part}]
         return [done, {"type": "response.content_part.done", **where, "part": part}]
 
     def _close_message(self, status: ItemStatus) -> list[Frame]:
