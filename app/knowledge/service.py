@@ -82,18 +82,21 @@ class Knowledge:
         if not self.available:
             return Grounding()
         settings = self.settings
-        wants_passages = rag and settings.rag_enabled
-        wants_memories = memory and settings.memory_enabled
+        documents, memories = self.documents, self.memories
+        wants_passages = rag and settings.rag_enabled and await documents.any(owner)
+        wants_memories = memory and settings.memory_enabled and await memories.any(owner)
+        if not (wants_passages and wants_memories):  # one of them at most: no task to make
+            if wants_passages:
+                return Grounding(await documents.search(owner, question, settings.rag_top_k))
+            if wants_memories:
+                return Grounding([], await memories.recall(owner, question, settings.memory_top_k))
+            return Grounding()
         # together, so that the two embeddings of the question go to the model as one batch
-        passages, memories = await asyncio.gather(
-            self.documents.search(owner, question, settings.rag_top_k)
-            if wants_passages
-            else _nothing(),
-            self.memories.recall(owner, question, settings.memory_top_k)
-            if wants_memories
-            else _nothing(),
+        passages, recalled = await asyncio.gather(
+            documents.search(owner, question, settings.rag_top_k),
+            memories.recall(owner, question, settings.memory_top_k),
         )
-        return Grounding(passages, memories)
+        return Grounding(passages, recalled)
 
     async def leftovers(self, owner: str) -> dict[str, int]:
         """What each store still holds of `owner` (nothing, after `forget`)."""
@@ -132,10 +135,6 @@ class Knowledge:
             detail, status = f"{where}, {count} document vectors", "healthy"
         latency = round((time.perf_counter() - started) * 1000, 1)
         return {"status": status, "details": detail, "latency_ms": latency}
-
-
-async def _nothing() -> list[Any]:
-    return []
 
 
 @asynccontextmanager
