@@ -629,12 +629,22 @@ _NEGATION = re.compile(
 _HAVE = _rx(r"<we-have>(?:an?\s+|any\s+|my\s+|our\s+)?(?P<v>.+)")
 
 
+_ABOUT_THEM = re.compile(
+    r"\b(?:i|i'm|im|i've|ive|me|my|mine|we|we're|our|us|forget|passed\s+away|died)\b",
+    re.IGNORECASE,
+)
+"""Words one of the patterns needs: a message without any (most questions) is not read further,
+as this runs on every turn."""
+
+
 def extract(message: str) -> list[Change]:
     """The facts a user's message states about them and the ones it takes back, in order.
 
     Questions, hypotheticals ("if I lived in Paris") and plans ("I'll move") state nothing.
     "I'm X" is a name only when X is written with capitals, so that "I'm tired" is not one.
     """
+    if not _ABOUT_THEM.search(message.replace("\u2019", "'")):
+        return []
     changes: list[Change] = []
     for line in message.replace("\u2019", "'").splitlines():
         for sentence in _SENTENCE.split(" ".join(line.split())):
