@@ -101,11 +101,14 @@ class Engine:
         route = route or await self.router.resolve(body.get("model"))
         messages: list[dict[str, Any]] = body["messages"]
         question = last_user_text(messages) if asker else ""
-        if asker is not None and placed is None:
-            if grounding := await self.grounder.recall(asker, question):
-                counter = counter_for(route.id)
-                placed = render(grounding, counter, self.grounder.room(messages, counter))
-                messages = placed_messages(messages, placed)
+        if (
+            asker is not None
+            and placed is None
+            and (grounding := await self.grounder.recall(asker, question))
+        ):
+            counter = counter_for(route.id)
+            placed = render(grounding, counter, self.grounder.room(messages, counter))
+            messages = placed_messages(messages, placed)
         upstream = {**body, "messages": self.persona.apply(messages)}
         for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields
             upstream.pop(field, None)

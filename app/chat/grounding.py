@@ -24,7 +24,7 @@ from app.chat.context import Message, TokenCounter
 from app.chat.events import Event, Remembered, Sources
 from app.chat.summary import Background
 from app.config import KnowledgeSettings
-from app.errors import GatewayError
+from app.errors import GatewayError, KnowledgeUnavailable
 from app.knowledge.documents import Passage
 from app.knowledge.facts import extract
 from app.knowledge.memory import Change
@@ -154,9 +154,13 @@ class Grounder:
     async def recall(self, asker: Asker, question: str) -> Grounding:
         if not question.strip():
             return Grounding()
-        return await self._knowledge.ground(
-            asker.owner, question, rag=asker.rag, memory=asker.memory
-        )
+        try:
+            return await self._knowledge.ground(
+                asker.owner, question, rag=asker.rag, memory=asker.memory
+            )
+        except KnowledgeUnavailable as exc:  # the turn is answered ungrounded, not refused
+            log.warning("turn answered without documents and memories: %s", exc.message)
+            return Grounding()
 
     def events(
         self,

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -24,36 +25,44 @@ from app.knowledge.service import DOCUMENTS
 from app.knowledge.vectors import open_client
 from app.main import create_app
 from tests.conftest import MakeGateway, gateway_settings
+from tests.fakes.openai_upstream import OpenAIUpstreamState
 from tests.fakes.serve import free_port, serve
 from tests.knowledge.files import BOILER
 
 
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real Chroma server on loopback, stopped after the module."""
+@contextmanager
+def running_chroma(path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real Chroma server on loopback storing in `path`; stopped on exit."""
     binary = shutil.which("chroma")
     assert binary, "chromadb's `chroma` command is not on PATH"
     port = free_port()
-    path = tmp_path_factory.mktemp("chroma")
     process = subprocess.Popen(
         [binary, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the Chroma server did not start")
-        time.sleep(0.2)
-    yield port
-    process.terminate()
-    process.wait(10)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Chroma server did not start")
+            time.sleep(0.2)
+        yield port, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with running_chroma(tmp_path_factory.mktemp("chroma")) as (port, _):
+        yield port
 
 
 def test_a_chroma_server_holds_the_vectors(make_gateway: MakeGateway, chroma_server: int) -> None:
@@ -74,6 +83,30 @@ def test_a_chroma_server_holds_the_vectors(make_gateway: MakeGateway, chroma_ser
     deleted = httpx.delete(f"{url}/v1/documents/{created.json()['id']}")
     assert deleted.status_code == 200
     assert collection.count() == 0
+
+
+def test_a_chroma_server_that_goes_away_leaves_chat_answering(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, tmp_path: Path
+) -> None:
+    with running_chroma(tmp_path) as (port, process):
+        url = make_gateway(chroma_host="127.0.0.1", chroma_port=port)
+        upload = httpx.post(f"{url}/v1/documents", files={"file": ("b.md", BOILER)}, timeout=60)
+        assert upload.status_code == 201
+        process.kill()
+        process.wait(10)
+        chat = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={
+                "model": "openai/gpt-test",
+                "messages": [{"role": "user", "content": "How long is the warranty?"}],
+            },
+            timeout=60,
+        )
+        assert chat.status_code == 200, chat.text
+        assert "Passages" not in str(upstream.requests[-1]["messages"])
+        again = httpx.post(f"{url}/v1/documents", files={"file": ("c.md", "# C\n\nText.")})
+        assert again.status_code == 503
+        assert httpx.get(f"{url}/health").json()["chromadb"]["status"] == "unhealthy"
 
 
 def test_an_unreachable_chroma_server_leaves_chat_working(make_gateway: MakeGateway) -> None:
