@@ -25,9 +25,8 @@ KEY_PREFIX = "gk-"
 def _tune_gc() -> None:
     """Each request allocates many short-lived dicts; at CPython's default gen-0 threshold (700)
     the collector ran every few requests, costing about 15% of throughput and most of the p99
-    (docs/PERFORMANCE.md). What startup created is frozen out of collection altogether."""
-    gc.collect()
-    gc.freeze()
+    (docs/PERFORMANCE.md). What startup creates is frozen out of collection by the lifespan
+    (`main.py`), once the services are open."""
     gc.set_threshold(20_000, 20, 20)
 
 

@@ -3,6 +3,7 @@ the lifespan (`app/services.py`) and reach the handlers through `app/api/deps.py
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -54,6 +55,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with open_services(settings, persona, tool_plugins) as services:
+            # what startup made (the embedder's torch, Chroma's client: millions of objects) is
+            # kept for good: out of the collector's sight, so its full passes stay short
+            gc.collect()
+            gc.freeze()
             yield {"services": services}
 
     # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
