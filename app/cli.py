@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         setup_logging(settings.server.log_level)
-        app = create_app(settings)
+        app = create_app(settings, freeze_startup=True)
     except ConfigError as exc:
         print(f"ai-gateway: {exc}", file=sys.stderr)
         return 2

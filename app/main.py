@@ -44,9 +44,15 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, tool_plugins: Iterable[Plugin] | None = None
+    settings: Settings | None = None,
+    tool_plugins: Iterable[Plugin] | None = None,
+    *,
+    freeze_startup: bool = False,
 ) -> FastAPI:
-    """The gateway; `tool_plugins` replaces the built-in and installed tool plugins."""
+    """The gateway; `tool_plugins` replaces the built-in and installed tool plugins.
+    `freeze_startup` (the server process's own app): what the lifespan makes (the embedder's
+    torch, Chroma's client: millions of objects) is kept out of the collector's sight for good,
+    so that its full passes stay short; an app of many in one process (tests) must not."""
     settings = settings or load_settings()
     install_log_context()
     persona = load_persona(settings.server.persona_path)
@@ -55,10 +61,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with open_services(settings, persona, tool_plugins) as services:
-            # what startup made (the embedder's torch, Chroma's client: millions of objects) is
-            # kept for good: out of the collector's sight, so its full passes stay short
-            gc.collect()
-            gc.freeze()
+            if freeze_startup:
+                gc.collect()
+                gc.freeze()
             yield {"services": services}
 
     # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
