@@ -124,15 +124,16 @@ class Memories:
         has any (so an explicit "I live in Rome" also replaces the old home), else as is."""
         found = [change for change in extract(text) if isinstance(change, Fact)]
         facts: list[Fact | Forget] = [*found] or [Fact(text.strip(), None)]
-        return await self._apply(owner, session_id, decide(facts, await self._stored(owner)))
+        known = await self.of(owner)
+        return await self._apply(owner, session_id, decide(facts, _stored(known)), known)
 
     async def learn(self, owner: str, session_id: str | None, text: str) -> list[Change]:
         """The facts in the user's message `text` applied to `owner`'s memory."""
         changes = extract(text)
         if not changes:
             return []
-        stored = await self._stored(owner)
-        return await self._apply(owner, session_id, decide(changes, stored))
+        known = await self.of(owner)
+        return await self._apply(owner, session_id, decide(changes, _stored(known)), known)
 
     async def learn_with_model(
         self, owner: str, session_id: str | None, text: str, ask: Ask
@@ -142,18 +143,17 @@ class Memories:
         facts = parse_extraction(await ask(extraction_messages(text, time.strftime("%Y-%m-%d"))))
         if not facts:
             return []
-        stored = await self._stored(owner)
+        known = await self.of(owner)
+        stored = _stored(known)
         decisions = parse_update(await ask(update_messages(facts, stored)), stored)
-        return await self._apply(owner, session_id, decisions)
-
-    async def _stored(self, owner: str) -> list[Stored]:
-        return [Stored(m.id, Fact(m.text, m.slot)) for m in await self.of(owner)]
+        return await self._apply(owner, session_id, decisions, known)
 
     async def _apply(
-        self, owner: str, session_id: str | None, decisions: list[Decision]
+        self, owner: str, session_id: str | None, decisions: list[Decision], memories: list[Memory]
     ) -> list[Change]:
+        """`decisions` about `memories` (`owner`'s, as the decisions were made on them)."""
         now = time.time()
-        known = {memory.id: memory for memory in await self.of(owner)}
+        known = {memory.id: memory for memory in memories}
         writes: list[tuple[str, Fact, float]] = []
         deletes: list[str] = []
         changes: list[Change] = []
@@ -205,6 +205,10 @@ class Memories:
         await self.vectors.delete(where={"owner": owner})
         self._owners[owner] = False
         return count
+
+
+def _stored(memories: list[Memory]) -> list[Stored]:
+    return [Stored(m.id, Fact(m.text, m.slot)) for m in memories]
 
 
 def _memory(id_: str, text: str, meta: dict[str, Any]) -> Memory:

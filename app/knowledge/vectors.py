@@ -139,8 +139,8 @@ class VectorCollection:
 
         return await _call(run)
 
-    async def get(self, where: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-        """Every (id, document, metadata) matching `where`."""
+    async def get(self, where: dict[str, Any] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every (id, document, metadata) matching `where` (None: all)."""
 
         def run() -> list[tuple[str, str, dict[str, Any]]]:
             found = self._collection.get(where=where, include=["documents", "metadatas"])
@@ -225,6 +225,10 @@ class Shelves:
         for name in await self.names():
             await VectorCollection.open(self._client, name, self._model, self._dimension)
 
+    async def heartbeat(self) -> int:
+        """How many owners' collections there are: one request, for health probes."""
+        return len(await self.names())
+
     async def count(self) -> int:
         total = 0
         for name in await self.names():
@@ -252,21 +256,15 @@ async def reset(client: ClientAPI, name: str) -> None:
     await asyncio.to_thread(run)
 
 
-async def raw_entries(client: ClientAPI, name: str) -> list[tuple[str, str, Metadata]]:
+async def raw_entries(client: ClientAPI, name: str) -> list[tuple[str, str, dict[str, Any]]]:
     """Every (id, document, metadata) of collection `name`, whatever model made it; none when
     it does not exist."""
 
-    def run() -> list[tuple[str, str, Metadata]]:
+    def find() -> VectorCollection | None:
         try:
-            collection = client.get_collection(name, embedding_function=None)
+            return VectorCollection(client.get_collection(name, embedding_function=None))
         except Exception:  # no such collection
-            return []
-        found = collection.get(include=["documents", "metadatas"])
-        documents = found["documents"] or [""] * len(found["ids"])
-        metas = found["metadatas"] or [{}] * len(found["ids"])
-        return [
-            (id_, doc or "", cast(Metadata, dict(meta or {})))
-            for id_, doc, meta in zip(found["ids"], documents, metas, strict=True)
-        ]
+            return None
 
-    return await _call(run)
+    found = await asyncio.to_thread(find)
+    return [] if found is None else await found.get(None)
