@@ -26,7 +26,7 @@ from app.chat.summary import Background
 from app.config import KnowledgeSettings
 from app.errors import GatewayError, KnowledgeUnavailable
 from app.knowledge.documents import Passage
-from app.knowledge.facts import extract
+from app.knowledge.facts import Fact, Forget, extract
 from app.knowledge.memory import Change
 from app.knowledge.service import Grounding, Knowledge
 from app.providers.router import Route, Router
@@ -179,10 +179,10 @@ class Grounder:
             and self._knowledge.available
         )
         by_model = learns and self._model_learns(route)
-        by_pattern = learns and bool(extract(question))
-        if not (placed.grounding.passages or by_pattern or by_model):
+        stated = extract(question) if learns else []
+        if not (placed.grounding.passages or stated or by_model):
             return events
-        return self._events(events, asker, placed, question, route, by_pattern, by_model)
+        return self._events(events, asker, placed, question, route, stated, by_model)
 
     async def _events(
         self,
@@ -191,14 +191,14 @@ class Grounder:
         placed: Placed,
         question: str,
         route: Route,
-        by_pattern: bool,
+        stated: list[Fact | Forget],
         by_model: bool,
     ) -> AsyncIterator[Event]:
         if placed.grounding.passages:
             yield Sources(source_items(placed.grounding.passages))
         async for event in events:
             yield event
-        if by_pattern and (changes := await self._learn(asker, question)):
+        if stated and (changes := await self._learn(asker, stated)):
             yield Remembered(tuple(_change(c) for c in changes))
         if by_model:
             self._learn_with_model(asker, question, route)
@@ -212,9 +212,9 @@ class Grounder:
             return False
         return setting != "auto" or route.provider.capabilities.tools
 
-    async def _learn(self, asker: Asker, question: str) -> list[Change]:
+    async def _learn(self, asker: Asker, stated: list[Fact | Forget]) -> list[Change]:
         try:
-            return await self._knowledge.memories.learn(asker.owner, asker.session_id, question)
+            return await self._knowledge.memories.learn(asker.owner, asker.session_id, stated)
         except GatewayError as exc:
             log.warning("memory not updated: %s", exc.message)
             return []

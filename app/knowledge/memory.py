@@ -127,9 +127,10 @@ class Memories:
         known = await self.of(owner)
         return await self._apply(owner, session_id, decide(facts, _stored(known)), known)
 
-    async def learn(self, owner: str, session_id: str | None, text: str) -> list[Change]:
-        """The facts in the user's message `text` applied to `owner`'s memory."""
-        changes = extract(text)
+    async def learn(
+        self, owner: str, session_id: str | None, changes: list[Fact | Forget]
+    ) -> list[Change]:
+        """What a user's message says (`facts.extract`) applied to `owner`'s memory."""
         if not changes:
             return []
         known = await self.of(owner)
