@@ -132,7 +132,7 @@ class Knowledge:
         except (KnowledgeUnavailable, TimeoutError) as exc:
             detail, status = str(exc) or "no answer within 3 s", "unhealthy"
         else:
-            detail, status = f"{where}, documents of {owners} owners", "healthy"
+            detail, status = f"{where}, {owners} document collections", "healthy"
         latency = round((time.perf_counter() - started) * 1000, 1)
         return {"status": status, "details": detail, "latency_ms": latency}
 
