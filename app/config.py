@@ -9,8 +9,9 @@ and each component is given only the sections it uses.
 | state     | Redis, sessions, context packing, caches                          |
 | security  | API keys, rate limits, whom a request may act for                 |
 | knowledge | the embedder, Chroma, documents, retrieval, per-user memory       |
+| ops       | metrics, tracing, logs' form, the watchdog, alerts                 |
 
-The ops and agents issues add their own sections the same way.
+The agents issue adds its own section the same way.
 """
 
 from __future__ import annotations
@@ -269,6 +270,11 @@ class KnowledgeSettings(_Section):
         return [Path(root).expanduser().resolve() for root in self.index_allowed_roots]
 
 
+class OpsSettings(_Section):
+    metrics_enabled: bool = True
+    otel_exporter_otlp_endpoint: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
@@ -277,6 +283,7 @@ class Settings:
     state: StateSettings
     security: SecuritySettings
     knowledge: KnowledgeSettings
+    ops: OpsSettings
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -286,6 +293,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "state": StateSettings,
     "security": SecuritySettings,
     "knowledge": KnowledgeSettings,
+    "ops": OpsSettings,
 }
 
 
