@@ -23,7 +23,7 @@ from tests.fakes.openai_upstream import OpenAIUpstreamState
 from tests.fakes.serve import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a loaded machine takes long to import torch and load the embedder
 
 
 def child_env(**settings: str) -> dict[str, str]:
