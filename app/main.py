@@ -23,6 +23,7 @@ from app.api import (
     embeddings,
     health,
     memories,
+    metrics,
     models,
     responses_api,
     sessions,
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(anthropic.router)
     app.include_router(documents.router)
     app.include_router(memories.router)
+    app.include_router(metrics.router)
     install_error_handlers(app)
     install_openapi(app)
     install_auth(

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.knowledge.directory import Jobs
 from app.knowledge.service import Knowledge, open_knowledge
 from app.ops.health import HealthChecker
+from app.ops.metrics import Metrics
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
@@ -51,6 +52,8 @@ class Services:
     health: HealthChecker
     knowledge: Knowledge
     jobs: Jobs
+    metrics: Metrics | None
+    """None when METRICS_ENABLED is false."""
     started: float
     """time.monotonic() when the services were up."""
     started_at: int
@@ -72,7 +75,8 @@ async def open_services(
         providers, skipped = build_providers(settings.providers, session, brief)
         for provider in providers:
             stack.push_async_callback(provider.aclose)
-        router = Router(providers, settings.providers, skipped)
+        metrics = Metrics() if settings.ops.metrics_enabled else None
+        router = Router(providers, settings.providers, skipped, attempts=metrics)
         redis, embedded_redis = await open_redis(settings.state, settings.server.data_dir)
         if embedded_redis is not None:
             stack.push_async_callback(embedded_redis.stop)
@@ -116,7 +120,9 @@ async def open_services(
                 settings=settings.knowledge,
                 token_budget=settings.state.token_budget,
                 side_timeout=settings.providers.request_timeout,
+                metrics=metrics,
             ),
+            metrics=metrics,
         )
         folder = Folder(
             router,
@@ -125,6 +131,9 @@ async def open_services(
             token_budget=settings.state.token_budget,
             timeout=settings.providers.total_timeout,
         )
+        limiter = RateLimiter(redis, settings.security.rate_limit_fail_open)
+        if metrics is not None:
+            metrics.watch(router, caches, limiter, knowledge)
         yield Services(
             settings=settings,
             router=router,
@@ -132,7 +141,7 @@ async def open_services(
             caches=caches,
             sessions=sessions,
             responses=ResponseStore(redis, ttl=settings.state.responses_ttl),
-            limiter=RateLimiter(redis, settings.security.rate_limit_fail_open),
+            limiter=limiter,
             registry=registry,
             engine=engine,
             conversations=Conversations(
@@ -145,6 +154,7 @@ async def open_services(
             health=health,
             knowledge=knowledge,
             jobs=jobs,
+            metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),
         )

@@ -9,7 +9,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from app.api.answer import streamed, whole
 from app.api.deps import asker, services
@@ -72,7 +73,17 @@ def _wants_status(request: Request, setting: str) -> bool:
     return any(name.startswith(b"x-openwebui-") for name, _ in request.scope["headers"])
 
 
+class _Route(Route):
+    """A Starlette route that puts itself in the scope as FastAPI's do, for the metrics' label."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
 routes = [
-    Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+    _Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
     for prefix in ("/v1", "")
 ]

@@ -55,13 +55,32 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = (time.perf_counter() - started) * 1000
+            seconds = time.perf_counter() - started
+            _measure(scope, status, seconds)
+            elapsed = seconds * 1000
             method, path = scope["method"], scope["path"]
             if reason:
                 log.info("%s %s %d %.1fms: %s", method, path, status, elapsed, reason)
             else:
                 log.info("%s %s %d %.1fms", method, path, status, elapsed)
             request_id.reset(token)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"})
+
+
+def _measure(scope: Scope, status: int, seconds: float) -> None:
+    """Record the request in the metrics, by its route's template (`other` when none matched)."""
+    services = scope.get("state", {}).get("services")
+    metrics = services.metrics if services is not None else None
+    if metrics is None:
+        return
+    route = scope.get("route")
+    template = route.path if route is not None else "other"
+    if scope["path"].startswith("/v1/") and not template.startswith(("/v1/", "other")):
+        template = "/v1" + template  # a router included under /v1 too keeps its own paths
+    method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+    metrics.http_request(method, template, status, seconds)
 
 
 def _reason(body: bytes) -> str:

@@ -26,6 +26,7 @@ from app.api.wire import chat_json, chat_stream, sse
 from app.chat.stateful import Ask
 from app.chat.turn import Turn
 from app.errors import GatewayError, InvalidRequest, NotFound
+from app.ops.metrics import Metrics
 from app.security.ratelimit import charge
 from app.state.sessions import Session, aggregate
 
@@ -164,11 +165,13 @@ async def session_metrics(session: Visible, store: SessionsDep) -> Response:
 
 @router.get("/v1/vitals")
 async def vitals(gateway: ServicesDep) -> Response:
-    """Uptime of this process and totals over every session in Redis (null while Redis is
-    unavailable)."""
+    """Uptime of this process, the p50/p95/p99 of its model turns' latency and time to first
+    token (from the metrics' histograms; null with METRICS_ENABLED=false or before a turn), and
+    totals over every session in Redis (null while Redis is unavailable)."""
     body: dict[str, Any] = {
         "uptime_s": round(time.monotonic() - gateway.started, 1),
         "started_at": gateway.started_at,
+        "percentiles": _percentiles(gateway.metrics),
     }
     try:
         totals = await gateway.sessions.totals()
@@ -181,3 +184,13 @@ async def vitals(gateway: ServicesDep) -> Response:
     }
     counted = {k: v for k, v in totals.items() if k not in ("ttft_ms", "total_ms")}
     return JSON({**body, "totals": counted, "averages": averages})
+
+
+def _percentiles(metrics: Metrics | None) -> dict[str, Any] | None:
+    if metrics is None:
+        return None
+    qs = (0.5, 0.95, 0.99)
+    return {
+        "latency_ms": metrics.quantiles("gen_ai_client_operation_duration_seconds", qs),
+        "ttft_ms": metrics.quantiles("gen_ai_server_time_to_first_token_seconds", qs),
+    }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -33,10 +33,11 @@ from app.chat.persona import Persona
 from app.chat.replay import replayed, store
 from app.chat.tasks import task_kind
 from app.chat.tool_loop import LoopSettings, ToolLoop, tool_name
-from app.chat.turn import Turn, read
+from app.chat.turn import Meter, Turn, read
 from app.config import ProviderSettings, ToolSettings
 from app.errors import GatewayError, InvalidRequest, NoCompletions
 from app.ids import new_id
+from app.ops.metrics import Metrics, TurnRecord
 from app.providers.router import Needs, OpenStream, Route, Router
 from app.state.cache import Caches
 from app.tools import detector
@@ -62,8 +63,10 @@ class Engine:
         providers: ProviderSettings,
         tools: ToolSettings,
         grounder: Grounder,
+        metrics: Metrics | None = None,
     ) -> None:
         self.router = router
+        self._metrics = metrics
         self.grounder = grounder
         self.persona = persona
         self._registry = registry
@@ -96,6 +99,17 @@ class Engine:
         task the client says the request is (OpenWebUI's `X-OpenWebUI-Task: {{TASK}}`).
         `asker`: the user the turn is grounded for (`chat/grounding.py`), with the grounding
         already `placed` in `body` by a stateful turn, else looked up here."""
+        return await self._metered("chat", self._chat(body, needs, route, task, asker, placed))
+
+    async def _chat(
+        self,
+        body: dict[str, Any],
+        needs: Needs,
+        route: Route | None,
+        task: str,
+        asker: Asker | None,
+        placed: Placed | None,
+    ) -> Turn:
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
         route = route or await self.router.resolve(body.get("model"))
@@ -136,11 +150,31 @@ class Engine:
             store(turn, cache, key, self._caches.tools.ttl)
         return turn
 
+    async def _metered(self, operation: str, opening: Awaitable[Turn]) -> Turn:
+        """The turn `opening` gives, recorded in the metrics as its events pass (a failure to
+        open it, at once); answers from the response cache are not model turns."""
+        started = time.perf_counter()
+        metrics = self._metrics
+        if metrics is None:
+            return await opening
+        try:
+            turn = await opening
+        except GatewayError as exc:
+            elapsed = time.perf_counter() - started
+            metrics.turn(TurnRecord(operation, "", elapsed, None, 0, 0, exc.code))
+            raise
+        if turn.cache != "hit":
+            turn.meter = Meter(metrics, operation, started)
+        return turn
+
     async def complete(self, body: dict[str, Any], needs: Needs) -> Turn:
         """The turn of `body`, a validated completions request whose `prompt` is a list of
         strings, each continued as is, in order, within one TOTAL_TIMEOUT. Natively where the
         provider completes prompts, else as a chat (retries, breakers and fallbacks either
         way). The first prompt's first chunk has come."""
+        return await self._metered("text_completion", self._complete(body, needs))
+
+    async def _complete(self, body: dict[str, Any], needs: Needs) -> Turn:
         route = await self.router.resolve(body.get("model"))
         deadline = time.monotonic() + self._total_timeout
 

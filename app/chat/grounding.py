@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from app.knowledge.documents import Passage
 from app.knowledge.facts import Fact, Forget, extract
 from app.knowledge.memory import Change
 from app.knowledge.service import Grounding, Knowledge
+from app.ops.metrics import Metrics
 from app.providers.router import Route, Router
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,7 @@ class Grounder:
         settings: KnowledgeSettings,
         token_budget: int,
         side_timeout: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._knowledge = knowledge
         self._router = router
@@ -147,6 +150,7 @@ class Grounder:
         self._budget = token_budget
         self._side_timeout = side_timeout
         self._learning: dict[str, asyncio.Lock] = {}
+        self._metrics = metrics
 
     def room(self, messages: list[Message], counter: TokenCounter) -> int:
         return max(self._budget - counter.prompt(messages), self._budget // 4)
@@ -154,13 +158,17 @@ class Grounder:
     async def recall(self, asker: Asker, question: str) -> Grounding:
         if not question.strip():
             return Grounding()
+        started = time.perf_counter()
         try:
-            return await self._knowledge.ground(
+            grounding = await self._knowledge.ground(
                 asker.owner, question, rag=asker.rag, memory=asker.memory
             )
         except KnowledgeUnavailable as exc:  # the turn is answered ungrounded, not refused
             log.warning("turn answered without documents and memories: %s", exc.message)
             return Grounding()
+        if self._metrics is not None:
+            self._metrics.retrieval(time.perf_counter() - started, len(grounding.passages))
+        return grounding
 
     def events(
         self,

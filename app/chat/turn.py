@@ -9,19 +9,47 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.chat.events import (
+    NO_USAGE,
     Event,
     Finish,
     Reasoning,
     Refusal,
     Text,
     ToolCallDelta,
+    ToolFinished,
     Usage,
 )
-from app.errors import AnswerTooLong, UpstreamError
+from app.errors import AnswerTooLong, GatewayError, UpstreamError
 from app.ids import new_id
+from app.ops.metrics import Metrics, TurnRecord
 from app.providers.router import OpenStream
 
 CacheStatus = Literal["hit", "miss", "bypass"]
+_ANSWER = frozenset({Reasoning, Refusal, ToolCallDelta})
+"""Besides `Text`, the kinds whose first event is the answer's first token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """Where a turn's events are recorded, what operation it is, and when it was asked
+    (time.perf_counter())."""
+
+    metrics: Metrics
+    operation: str
+    started: float
+
+    def record(self, model: str, first: float, usage: Usage, error: str) -> None:
+        self.metrics.turn(
+            TurnRecord(
+                operation=self.operation,
+                model=model,
+                seconds=time.perf_counter() - self.started,
+                ttft=first - self.started if first else None,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                error=error,
+            )
+        )
 
 
 @dataclass(slots=True)
@@ -30,7 +58,7 @@ class Turn:
     turn reports it; `lists_tools` says whether a plain answer lists the gateway's tool calls
     (`tools_used`); `cache` is set for a cacheable request; `session_id` and `user_id` for a
     turn of a stored conversation; `tools_dropped` counts the client's tools not sent to a
-    model that cannot call them."""
+    model that cannot call them; `meter` records the turn as its events pass."""
 
     model: str
     source: AsyncIterator[Event]
@@ -42,12 +70,35 @@ class Turn:
     session_id: str | None = None
     user_id: str | None = None
     tools_dropped: int = 0
+    meter: Meter | None = None
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        async for event in self.source:
-            if type(event) is Usage:
-                self.usage = event
-            yield event
+        meter = self.meter
+        first = 0.0
+        error = "cancelled"  # unless the events end or fail: the client went away
+        try:
+            async for event in self.source:
+                if type(event) is Text:  # most events: checked first, and cheaply
+                    first = first or time.perf_counter()
+                else:
+                    if not first and type(event) in _ANSWER:
+                        first = time.perf_counter()
+                    if type(event) is Usage:
+                        self.usage = event
+                    elif type(event) is ToolFinished and meter is not None:
+                        outcome = event.outcome
+                        meter.metrics.tool_call(outcome.name, outcome.ok, outcome.seconds)
+                yield event
+            error = ""
+        except GatewayError as exc:
+            error = exc.code
+            raise
+        except Exception:
+            error = "_OTHER"
+            raise
+        finally:
+            if meter is not None:
+                meter.record(self.model, first, self.usage or NO_USAGE, error)
 
 
 async def read(opened: OpenStream, deadline: float, total_timeout: float) -> AsyncIterator[Event]:

@@ -23,7 +23,7 @@ from app.config import KnowledgeSettings
 from app.errors import KnowledgeUnavailable
 from app.knowledge.catalogue import Catalogue
 from app.knowledge.documents import Documents, Passage
-from app.knowledge.embedder import Embedder, open_embedder
+from app.knowledge.embedder import Embedder, LocalEmbedder, open_embedder
 from app.knowledge.memory import Memories, Memory
 from app.knowledge.vectors import Shelves, VectorCollection, open_client
 from app.providers.router import Router
@@ -109,6 +109,10 @@ class Knowledge:
             "catalogue_documents": (await asyncio.to_thread(catalogue.counts, [owner]))[0],
         }
         return {name: count for name, count in counts.items() if count}
+
+    def queued(self) -> int | None:
+        """Texts waiting for the local embedder (None: no local embedder)."""
+        return self.embedder.queued if isinstance(self.embedder, LocalEmbedder) else None
 
     def health(self) -> dict[str, Any]:
         """The embedder in use: `{"status", "details", "embedder": {kind, model, dimension}}`."""

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import ProviderSettings
 from app.errors import (
@@ -65,15 +65,25 @@ class Needs:
     """A raw completion of the body's prompt (`Provider.stream_completion`), not a chat."""
 
 
+class Attempts(Protocol):
+    """Who is told of each request to a provider (the metrics)."""
+
+    def attempted(self, provider: str, error: GatewayError | None) -> None: ...
+
+    def fell_back(self, provider: str) -> None: ...
+
+
 class Router:
     def __init__(
         self,
         providers: list[Provider],
         settings: ProviderSettings,
         skipped: Mapping[str, str] | None = None,
+        attempts: Attempts | None = None,
     ) -> None:
         """`skipped` names the providers that are off, with the reason (and setting) why."""
         self.providers = {p.name: p for p in providers}
+        self._attempts = attempts
         self._skipped = dict(skipped or {})
         self.breakers = Breakers(self.providers, settings.breaker_failures, settings.breaker_reset)
         self._settings = settings
@@ -205,6 +215,8 @@ class Router:
                 continue
             if opened is not None:
                 log.warning("answered by fallback %s after: %s", route.id, errors[0].message)
+                if self._attempts is not None:
+                    self._attempts.fell_back(route.provider.name)
                 return opened
         raise _summarise(errors)
 
@@ -278,8 +290,12 @@ class Router:
                 raise
             else:
                 self.breakers.success(provider, model)
+                if self._attempts is not None:
+                    self._attempts.attempted(provider, None)
                 return OpenStream(route, first, rest)
             await stream.aclose()
+            if self._attempts is not None:
+                self._attempts.attempted(provider, error)
             if not error.retryable:
                 self.breakers.release(provider, model)
                 raise error

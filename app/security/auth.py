@@ -25,6 +25,7 @@ HEALTH_PATHS = frozenset(
         "/v1/health",
         "/v1/health/live",
         "/v1/health/ready",
+        "/metrics",  # scraped by Prometheus, which holds no key
     }
 )
 _CHALLENGE = [(b"www-authenticate", b"Bearer")]

@@ -75,11 +75,14 @@ class _Namespace:
     """One cache's keys in Redis: counted lookups and stores, both bypassed while Redis fails."""
 
     def __init__(self, redis: aioredis.Redis, guard: _Guard, name: str) -> None:
+        self.name = name
         self.prefix = PREFIXES[name]
         self._redis = redis
         self._guard = guard
         self._counters = [f"{name}:hits", f"{name}:misses"]
         self._get = redis.register_script(_GET_COUNTED)
+        self.lookups = {"hit": 0, "miss": 0, "bypass": 0}
+        """This process's lookups, by result (bypass: Redis was down)."""
 
     @property
     def available(self) -> bool:
@@ -87,12 +90,15 @@ class _Namespace:
 
     async def get(self, key: str) -> bytes | None:
         if not self._guard.up:
+            self.lookups["bypass"] += 1
             return None
         try:
             value: bytes | None = await self._get(keys=[key, STATS_KEY], args=self._counters)
         except (RedisError, OSError) as exc:
             self._guard.failed("read", exc)
+            self.lookups["bypass"] += 1
             return None
+        self.lookups["miss" if value is None else "hit"] += 1
         return value
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -109,13 +115,13 @@ class ResponseCache:
     not `cache: false`), one choice, LLM_CACHE_TTL > 0."""
 
     def __init__(self, space: _Namespace, ttl: float) -> None:
-        self._space = space
+        self.space = space
         self.ttl = ttl
 
     @property
     def available(self) -> bool:
         """False while Redis is being bypassed after an error."""
-        return self._space.available
+        return self.space.available
 
     def wants(self, body: Mapping[str, Any], choices: int) -> bool:
         """Whether this request's answer is cached; decided without Redis."""
@@ -133,10 +139,10 @@ class ResponseCache:
             fields["temperature"] = float(fields["temperature"])
         if gateway_tools:
             fields["gateway_tools"] = sorted(gateway_tools)
-        return self._space.prefix + _digest(fields)
+        return self.space.prefix + _digest(fields)
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._space.get(key)
+        raw = await self.space.get(key)
         if raw is None:
             return None
         record: dict[str, Any] = orjson.loads(raw)
@@ -144,14 +150,14 @@ class ResponseCache:
 
     async def put(self, key: str, record: dict[str, Any], ttl: float | None = None) -> None:
         """Store `record` (a stored answer) for `ttl` seconds (default: LLM_CACHE_TTL)."""
-        await self._space.put(key, orjson.dumps(record), ttl or self.ttl)
+        await self.space.put(key, orjson.dumps(record), ttl or self.ttl)
 
 
 class ToolCache:
     """Tool results per tool and arguments, for the tools TOOL_CACHE_TTL names."""
 
     def __init__(self, space: _Namespace, ttls: Mapping[str, float]) -> None:
-        self._space = space
+        self.space = space
         self._ttls = {name: ttl for name, ttl in ttls.items() if ttl > 0}
 
     def ttl(self, name: str) -> float:
@@ -159,10 +165,10 @@ class ToolCache:
         return self._ttls.get(name, 0.0)
 
     def _key(self, name: str, arguments: Mapping[str, Any]) -> str:
-        return f"{self._space.prefix}{name}:{_digest(arguments)}"
+        return f"{self.space.prefix}{name}:{_digest(arguments)}"
 
     async def get(self, name: str, arguments: Mapping[str, Any]) -> Hit | None:
-        raw = await self._space.get(self._key(name, arguments))
+        raw = await self.space.get(self._key(name, arguments))
         return None if raw is None else Hit(orjson.loads(raw))
 
     async def put(self, name: str, arguments: Mapping[str, Any], result: Any) -> None:
@@ -171,7 +177,7 @@ class ToolCache:
         except TypeError:
             log.debug("%s returned a result that is not JSON; not cached", name)
             return
-        await self._space.put(self._key(name, arguments), value, self.ttl(name))
+        await self.space.put(self._key(name, arguments), value, self.ttl(name))
 
 
 class IntentCache:
@@ -179,16 +185,16 @@ class IntentCache:
     none), per message, model and enabled tools."""
 
     def __init__(self, space: _Namespace, ttl: float) -> None:
-        self._space = space
+        self.space = space
         self.ttl = ttl
 
     def _key(self, text: str, enabled: Collection[str], model: str) -> str:
-        return self._space.prefix + _digest([text.strip(), sorted(enabled), model])
+        return self.space.prefix + _digest([text.strip(), sorted(enabled), model])
 
     async def get(self, text: str, enabled: Collection[str], model: str) -> Hit | None:
         if self.ttl <= 0:
             return None
-        raw = await self._space.get(self._key(text, enabled, model))
+        raw = await self.space.get(self._key(text, enabled, model))
         if raw is None:
             return None
         return Hit(orjson.loads(raw))
@@ -198,7 +204,7 @@ class IntentCache:
     ) -> None:
         if self.ttl <= 0:
             return
-        await self._space.put(self._key(text, enabled, model), orjson.dumps(found), self.ttl)
+        await self.space.put(self._key(text, enabled, model), orjson.dumps(found), self.ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +222,11 @@ class Caches:
             tools=ToolCache(_Namespace(redis, guard, "tools"), settings.tool_cache_ttls),
             intent=IntentCache(_Namespace(redis, guard, "intent"), settings.llm_cache_ttl),
         )
+
+    def lookups(self) -> dict[str, dict[str, int]]:
+        """Each cache's lookups in this process, by result."""
+        caches = (self.llm, self.tools, self.intent)
+        return {cache.space.name: cache.space.lookups for cache in caches}
 
 
 def _digest(value: Any) -> str:

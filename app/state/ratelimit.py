@@ -114,6 +114,8 @@ class RateLimiter:
         self._check = _Script(_CHECK)
         self._charge = _Script(_CHARGE)
         self._warned_at = -math.inf
+        self.refusals = {"rpm": 0, "tpm": 0, "unavailable": 0}
+        """Requests refused in this process, by what refused them."""
 
     def _warn(self, message: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -134,12 +136,15 @@ class RateLimiter:
                 self._warn("rate limiting is off while Redis is unreachable", exc)
                 return None
             self._warn("refusing requests: rate limiting is unavailable", exc)
+            self.refusals["unavailable"] += 1
             return _unavailable()
         if limit == 0:
             return None
         if limit == 1:
+            self.refusals["rpm"] += 1
             what = f"{identity.rpm} requests per minute"
         else:
+            self.refusals["tpm"] += 1
             what = f"{identity.tpm} tokens per minute"
         retry_after = max(1, math.ceil(int(wait_ms) / 1000))
         return RateLimited(
