@@ -7,15 +7,18 @@ import argparse
 import gc
 import hashlib
 import importlib.util
+import os
 import secrets
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from app import knowledge_cli
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.ops.logging import setup_logging
 from app.security.keys import DEFAULT_KEYS_FILE, KeyEntry, read_key_file, write_key_file
 
@@ -36,13 +39,21 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         setup_logging(settings.server.log_level)
-        app = create_app(settings, freeze_startup=True)
+        workers = settings.server.workers
+        if workers > 1:
+            _check_workers(settings)
+            _multiprocess_metrics(settings.server.data_dir)
+            app: object = "app.cli:worker_app"
+        else:
+            app = create_app(settings, freeze_startup=True)
     except ConfigError as exc:
         print(f"ai-gateway: {exc}", file=sys.stderr)
         return 2
     _tune_gc()
     uvicorn.run(
-        app,
+        app,  # type: ignore[arg-type]
+        factory=workers > 1,
+        workers=workers,
         host=args.host or settings.server.host,
         port=args.port or settings.server.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
@@ -52,6 +63,38 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one worker process (WORKERS > 1), made in that process."""
+    from app.main import create_app
+
+    settings = load_settings()
+    setup_logging(settings.server.log_level)
+    _tune_gc()
+    return create_app(settings, freeze_startup=True)
+
+
+def _check_workers(settings: Settings) -> None:
+    """What WORKERS > 1 needs: state the worker processes share."""
+    if not settings.state.redis_url:
+        raise ConfigError("WORKERS > 1 needs REDIS_URL: each worker would start its own Redis")
+    knowledge = settings.knowledge
+    if (knowledge.rag_enabled or knowledge.memory_enabled) and not knowledge.chroma_host:
+        raise ConfigError(
+            "WORKERS > 1 needs CHROMA_HOST (the embedded Chroma is for one process), "
+            "or RAG_ENABLED=false and MEMORY_ENABLED=false"
+        )
+
+
+def _multiprocess_metrics(data_dir: Path) -> None:
+    """Each worker writes its metrics to PROMETHEUS_MULTIPROC_DIR (default DATA_DIR/metrics),
+    emptied first: what a past run's processes wrote is not this run's."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or data_dir / "metrics")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:

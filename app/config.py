@@ -57,6 +57,7 @@ class _Section(BaseSettings):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9099, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     data_dir: Path = Path("data")
     persona_path: Path = Path("persona.json")

@@ -147,6 +147,46 @@ def test_a_good_start_logs_providers_and_serves(
     assert "Traceback" not in log.read_text()
 
 
+def test_workers_need_shared_state() -> None:
+    result = run(child_env(WORKERS="2"))
+    assert result.returncode == 2
+    assert "WORKERS > 1 needs REDIS_URL" in result.stderr
+    result = run(child_env(WORKERS="2", REDIS_URL="redis://127.0.0.1:1"))
+    assert result.returncode == 2
+    assert "WORKERS > 1 needs CHROMA_HOST" in result.stderr
+
+
+def test_workers_sum_their_metrics(
+    tmp_path: Path, openai_server: tuple[str, OpenAIUpstreamState], redis_url: str
+) -> None:
+    upstream_url, _ = openai_server
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    env = child_env(
+        PORT=str(port),
+        OPENAI_BASE_URL=f"{upstream_url}/v1",
+        WORKERS="2",
+        REDIS_URL=redis_url,
+        RAG_ENABLED="false",
+        MEMORY_ENABLED="false",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    with serving(env, tmp_path / "gateway.log", port) as url:
+        for _ in range(40):  # a new connection each: the workers take turns accepting
+            assert httpx.get(f"{url}/v1/models").status_code == 200
+        writers = {path.stem.rpartition("_")[2] for path in metrics_dir.glob("histogram_*.db")}
+        assert len(writers) == 2, "both workers answered"
+        for _ in range(4):  # whichever worker answers the scrape tells the sum
+            scraped = httpx.get(f"{url}/metrics").text
+            line = next(
+                line
+                for line in scraped.splitlines()
+                if line.startswith("http_server_request_duration_seconds_count")
+                and 'http_route="/v1/models"' in line
+            )
+            assert float(line.rpartition(" ")[2]) == 40
+
+
 def test_an_unreachable_provider_is_logged_but_does_not_stop_the_start(tmp_path: Path) -> None:
     port = free_port()
     env = child_env(PORT=str(port), LLAMACPP_BASE_URL="http://127.0.0.1:9", API_KEYS="k1")
