@@ -149,8 +149,16 @@ class Metrics:
             registry=into,
         )
 
+        # labelled children by their label values (a few µs a request saved: see PERFORMANCE.md)
+        self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._turn_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._http.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self._http.labels(method, route, str(status))
+        child.observe(seconds)
 
     def attempted(self, provider: str, error: GatewayError | None) -> None:
         self._attempts.labels(provider, "ok" if error is None else error.code).inc()
@@ -167,14 +175,24 @@ class Metrics:
         self._passages.observe(passages)
 
     def turn(self, record: TurnRecord) -> None:
-        provider, _, model = record.model.partition("/")
-        labels = (record.operation, provider, model)
-        self._operation.labels(*labels, record.error).observe(record.seconds)
+        key = (record.operation, record.model, record.error)
+        children = self._turn_children.get(key)
+        if children is None:
+            provider, _, model = record.model.partition("/")
+            labels = (record.operation, provider, model)
+            children = self._turn_children[key] = (
+                self._operation.labels(*labels, record.error),
+                self._ttft.labels(*labels),
+                self._tokens.labels(*labels, "input"),
+                self._tokens.labels(*labels, "output"),
+            )
+        operation, ttft, input_tokens, output_tokens = children
+        operation.observe(record.seconds)
         if record.ttft is not None:
-            self._ttft.labels(*labels).observe(record.ttft)
+            ttft.observe(record.ttft)
         if record.input_tokens or record.output_tokens:
-            self._tokens.labels(*labels, "input").observe(record.input_tokens)
-            self._tokens.labels(*labels, "output").observe(record.output_tokens)
+            input_tokens.observe(record.input_tokens)
+            output_tokens.observe(record.output_tokens)
 
     def watch(
         self, router: Router, caches: Caches, limiter: RateLimiter, knowledge: Knowledge
