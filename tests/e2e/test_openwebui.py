@@ -7,7 +7,7 @@ by Playwright. Each test opens a new chat, sends a message as a person would and
 page shows. Screenshots and both servers' logs are kept in E2E_ARTIFACTS (default
 data/e2e/openwebui/); each screenshot's path is printed (`pytest -s` shows it).
 
-Skips only when OpenWebUI's venv or Chromium is absent (`scripts/install-openwebui` provides
+Skips only when OpenWebUI's venv or Chromium is absent (`scripts/install-test-tools` provides
 both, and the `playwright` package). Run: `python -m pytest -m e2e tests/e2e -s`.
 """
 
@@ -61,7 +61,7 @@ def stack(openai_server: tuple[str, OpenAIUpstreamState]) -> Iterator[Stack]:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.fail("the playwright package is missing: run scripts/install-openwebui")
+        pytest.fail("the playwright package is missing: run scripts/install-test-tools")
     upstream_url, state = openai_server
     with tempfile.TemporaryDirectory(prefix="e2e-openwebui-") as tmp:
         root = Path(tmp)
