@@ -119,8 +119,9 @@ class Watchdog:
         child = self.child()
         return None if child is None else child.pid
 
-    def wait_log(self, text: str, within: float = 10) -> None:
-        wait_for(lambda: text in self.text(), within, f"{text!r} in the log", self.log)
+    def wait_log(self, text: str, within: float = 10, times: int = 1) -> None:
+        """Wait until the log says `text` (`times` times)."""
+        wait_for(lambda: self.text().count(text) >= times, within, f"{text!r} in the log", self.log)
 
     def wait_exit(self, within: float) -> int:
         try:
