@@ -12,9 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from tests.fakes.openai_upstream import OpenAIUpstreamState
+from tests.fakes.serve import free_port
 from tests.fakes.webhook import Webhook
 from tests.watchdog.harness import FAST, FakeGateway, settings, supervising, wait_for, watchdog
 
@@ -146,3 +149,60 @@ def test_a_gateway_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path
         assert not child.is_running()
     assert 1 <= took < 4
     assert f"pid {pid} still runs after 1 s: SIGKILL" in running.text()
+
+
+def test_the_real_gateway_is_supervised_and_restarted_when_hung(
+    tmp_path: Path,
+    webhook: tuple[Webhook, str],
+    openai_server: tuple[str, OpenAIUpstreamState],
+    redis_url: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """`python -m app serve` (the default WATCHDOG_COMMAND) with the fake upstream; hung with
+    SIGSTOP, it is stopped (SIGTERM, resumed to act on it) and started again."""
+    receiver, hook = webhook
+    upstream, _ = openai_server
+    port = free_port()
+    interval, failures, grace = 0.5, 3, 5.0
+    env = settings(
+        PORT=str(port),
+        OPENAI_BASE_URL=f"{upstream}/v1",
+        OPENAI_API_KEY="upstream-key",
+        REDIS_URL=redis_url,
+        DATA_DIR=str(tmp_path / "data"),
+        RAG_ENABLED="false",  # no embedder to load: it starts in seconds, not 10-20
+        MEMORY_ENABLED="false",
+        ALERT_WEBHOOK_URL=hook,
+        WATCHDOG_INTERVAL=str(interval),
+        WATCHDOG_TIMEOUT="0.4",
+        WATCHDOG_FAILURES=str(failures),
+        WATCHDOG_GRACE=str(grace),
+        WATCHDOG_START_PERIOD="60",
+    )
+    url = f"http://127.0.0.1:{port}"
+    with watchdog(env, tmp_path) as running:
+        running.wait_log("gateway is up", within=60)
+        first = running.child_pid()
+        assert first is not None
+        assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 200
+        hung = time.monotonic()
+        os.kill(first, signal.SIGSTOP)
+        wait_for(lambda: (pid := running.child_pid()) != first and pid, 30, "a new gateway")
+        restarted = time.monotonic() - hung
+        running.wait_log("gateway is up", within=60, times=2)
+        serving = time.monotonic() - hung
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        assert receiver.of("service_down", "resolved")
+    bound = interval * failures + grace
+    record_property("real_hang_to_restart_s", round(restarted, 2))
+    record_property("real_hang_to_serving_s", round(serving, 2))
+    print(f"\nreal gateway hung: new {restarted:.2f} s, serving {serving:.2f} s (bound {bound})")
+    assert restarted <= bound, running.text()
+    log = running.text()
+    assert "Application shutdown complete" in log  # it stopped gracefully, not by SIGKILL
+    assert "SIGKILL" not in log
