@@ -91,8 +91,10 @@ async def _watch_container(
     )
     given_up = False
     watch.started()
+    tick = time.monotonic()
     while True:
-        await asyncio.sleep(settings.watchdog_interval)
+        tick = max(tick + settings.watchdog_interval, time.monotonic())
+        await asyncio.sleep(tick - time.monotonic())
         try:
             health = await engine.health(container.id)
         except EngineError as exc:
@@ -121,3 +123,4 @@ async def _watch_container(
             continue
         log.info("container %s restarted", container.name)
         watch.started(restarted=True)
+        tick = time.monotonic()

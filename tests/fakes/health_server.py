@@ -1,6 +1,6 @@
 """A stand-in gateway for the watchdog's tests, run as a real process:
 `python tests/fakes/health_server.py --port PORT [--state FILE] [--starts FILE] [--crash]
-[--ignore-sigterm]`.
+[--ignore-sigterm] [--never-listen]`.
 
 It serves `/health/live`, `/health/ready`, `/health` and `/metrics` as the gateway does, and reads
 `--state` (JSON) on every request, so that a test changes how it behaves while it runs:
@@ -12,7 +12,8 @@ It serves `/health/live`, `/health/ready`, `/health` and `/metrics` as the gatew
 `metrics` null (the default) answers /metrics with 404; otherwise every scrape first records
 `requests` more requests on `/v1/chat/completions`, each taking `seconds`, the share `errors` of
 them answered 500, plus as many fast `/health/live` probes (which the watchdog must not count).
-Each start appends the pid to `--starts`; `--crash` then exits 3 at once.
+Each start appends the pid to `--starts`; `--crash` then exits 3 at once, `--never-listen` runs
+without ever listening (a gateway stuck in its start).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--starts", type=Path)
     parser.add_argument("--crash", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--never-listen", action="store_true")
     args = parser.parse_args()
     STATE = args.state
     if args.starts:
@@ -106,6 +108,8 @@ def main() -> None:
         sys.exit(3)
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.never_listen:
+        signal.pause()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -84,6 +84,7 @@ def test_a_container_whose_own_probe_fails_is_restarted(
                 took = time.monotonic() - stopped
                 wait_for(lambda: receiver.of("service_down", "resolved"), 5, "up", running.log)
         assert docker.restarts_of(hung.id) == 1
+        print(f"\ncontainer hung -> restart asked {took:.2f} s")
         assert took <= INTERVAL * 3 + float(FAST["WATCHDOG_GRACE"])
         assert "gw probe failed (3/3): /health/live: timed out" in running.text()
         assert "watching container gw (dddddddddddd), probing http://127.0.0.1:" in running.text()

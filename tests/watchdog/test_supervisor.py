@@ -124,6 +124,24 @@ def test_the_webhook_gets_the_down_and_the_recovered_message(
     }  # fmt: skip
 
 
+def test_a_gateway_that_never_comes_up_is_restarted_after_the_start_period(
+    tmp_path: Path,
+) -> None:
+    """Failed probes do not count in the start period (before the first one passes), then they
+    do."""
+    gateway = FakeGateway(tmp_path, "--never-listen")
+    env = settings(**gateway.settings(), WATCHDOG_START_PERIOD="1.5")
+    with watchdog(env, tmp_path) as running:
+        first = wait_for(running.child_pid, 10, "the gateway")
+        started = time.monotonic()
+        wait_for(lambda: (pid := running.child_pid()) != first and pid, 10, "a restart")
+        took = time.monotonic() - started
+    assert 1.5 + INTERVAL * (FAILURES - 1) <= took <= 1.5 + INTERVAL * FAILURES + 1
+    log = running.text()
+    assert log.count("probe failed (1/3): /health/live: ") == 1
+    assert "restarting the gateway in 0.0 s" in log
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_is_passed_to_the_gateway_and_the_watchdog_exits_0(
     tmp_path: Path, signum: signal.Signals
