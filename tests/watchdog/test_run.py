@@ -12,6 +12,7 @@ HEAVY = ("torch", "chromadb", "sentence_transformers", "app.main", "app.services
 
 
 def test_the_watchdog_imports_none_of_the_gateways_heavy_modules() -> None:
+    """Neither its own modules nor the CLI that `python -m app watchdog` goes through."""
     code = f"import sys, app.watchdog.run; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
