@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import deque
 
+from app.config import OpsSettings
+
 
 class RestartBudget:
     """The restarts of one service in the last `window` seconds. The first of them is at once;
@@ -44,3 +46,13 @@ class RestartBudget:
             return 0.0
         delay = min(self._backoff_max, self._backoff * 2.0 ** (done - 1))
         return delay * self._rng.uniform(0.5, 1.0)
+
+
+def restart_budget(settings: OpsSettings) -> RestartBudget:
+    """One service's budget, as WATCHDOG_RESTARTS, WATCHDOG_WINDOW_MINUTES and the backoff say."""
+    return RestartBudget(
+        settings.watchdog_restarts,
+        settings.watchdog_window_minutes * 60,
+        settings.watchdog_backoff,
+        settings.watchdog_backoff_max,
+    )

@@ -14,7 +14,7 @@ import httpx
 
 from app.config import OpsSettings
 from app.watchdog.alerts import Alerts
-from app.watchdog.budget import RestartBudget
+from app.watchdog.budget import restart_budget
 from app.watchdog.engine import Container, Engine, EngineError
 from app.watchdog.memory import check_memory
 from app.watchdog.signals import Stop
@@ -83,12 +83,7 @@ def _follow(
 async def _watch_container(
     container: Container, watch: Watch, engine: Engine, settings: OpsSettings
 ) -> None:
-    budget = RestartBudget(
-        settings.watchdog_restarts,
-        settings.watchdog_window_minutes * 60,
-        settings.watchdog_backoff,
-        settings.watchdog_backoff_max,
-    )
+    budget = restart_budget(settings)
     given_up = False
     watch.started()
     tick = time.monotonic()

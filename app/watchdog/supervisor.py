@@ -12,7 +12,7 @@ import httpx
 
 from app.config import Settings
 from app.watchdog.alerts import Alerts
-from app.watchdog.budget import RestartBudget
+from app.watchdog.budget import restart_budget
 from app.watchdog.child import Child
 from app.watchdog.memory import check_memory
 from app.watchdog.signals import Stop
@@ -41,12 +41,7 @@ async def supervise(
     ops = settings.ops
     child = Child(ops.watchdog_argv, ops.watchdog_grace)
     watch = Watch("gateway", gateway_url(settings), ops, alerts, client)
-    budget = RestartBudget(
-        ops.watchdog_restarts,
-        ops.watchdog_window_minutes * 60,
-        ops.watchdog_backoff,
-        ops.watchdog_backoff_max,
-    )
+    budget = restart_budget(ops)
     log.info(
         "supervising the gateway at %s: a probe every %g s, restart after %d failures",
         watch.url,

@@ -74,8 +74,9 @@ def test_a_container_whose_own_probe_fails_is_restarted(
         hung = FakeContainer("d" * 64, "gw", labels, "healthy", on_restart=resume)
         docker = FakeDocker(hung)
         with serve(docker.app, uds=socket_path):
-            env = settings(DOCKER_SOCKET=str(socket_path), ALERT_WEBHOOK_URL=url)
-            env["WATCHDOG_MODE"] = "docker"
+            env = settings(
+                DOCKER_SOCKET=str(socket_path), ALERT_WEBHOOK_URL=url, WATCHDOG_MODE="docker"
+            )
             with watchdog(env, tmp_path) as running:
                 running.wait_log("gw is up")
                 stopped = time.monotonic()
@@ -101,8 +102,12 @@ def test_each_container_has_its_own_budget_and_the_watchdog_goes_on(
     curable = FakeContainer("f" * 64, "curable", LABEL, "unhealthy", "healthy")
     docker = FakeDocker(hopeless, curable)
     with serve(docker.app, uds=socket_path):
-        env = settings(DOCKER_SOCKET=str(socket_path), ALERT_WEBHOOK_URL=url, WATCHDOG_RESTARTS="2")
-        env["WATCHDOG_MODE"] = "docker"
+        env = settings(
+            DOCKER_SOCKET=str(socket_path),
+            ALERT_WEBHOOK_URL=url,
+            WATCHDOG_RESTARTS="2",
+            WATCHDOG_MODE="docker",
+        )
         with watchdog(env, tmp_path) as running:
             wait_for(
                 lambda: receiver.of("restart_budget_exhausted"), 15, "out of budget", running.log
@@ -122,8 +127,7 @@ def test_an_unreachable_docker_is_alerted_and_the_watchdog_waits_for_it(
 ) -> None:
     receiver, url = webhook
     sick = FakeContainer("9" * 64, "gw", LABEL, "unhealthy", "healthy")
-    env = settings(DOCKER_SOCKET=str(socket_path), ALERT_WEBHOOK_URL=url)
-    env["WATCHDOG_MODE"] = "docker"
+    env = settings(DOCKER_SOCKET=str(socket_path), ALERT_WEBHOOK_URL=url, WATCHDOG_MODE="docker")
     with watchdog(env, tmp_path) as running:
         wait_for(lambda: receiver.of("docker_unreachable"), 10, "unreachable", running.log)
         docker = FakeDocker(sick)
