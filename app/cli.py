@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,16 @@ def _multiprocess_metrics(data_dir: Path) -> None:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _watchdog(args: argparse.Namespace) -> int:
+    from app.watchdog.run import run  # light: none of the gateway's modules
+
+    settings = load_settings()
+    if args.mode:
+        ops = settings.ops.model_copy(update={"watchdog_mode": args.mode})
+        settings = replace(settings, ops=ops)
+    return run(settings)
 
 
 def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:
@@ -206,6 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to listen on (default: HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT)")
     serve.set_defaults(handler=_serve)
+    watchdog = commands.add_parser(
+        "watchdog", help="probe the gateway, restart it when it hangs or dies, send alerts"
+    )
+    watchdog.add_argument(
+        "--mode",
+        choices=["supervise", "docker"],
+        help="supervise: run the gateway as a child; docker: watch labelled containers "
+        "(default: WATCHDOG_MODE)",
+    )
+    watchdog.set_defaults(handler=_watchdog)
     _keys_parser(commands)
     knowledge_cli.add_commands(commands)
     args = parser.parse_args(argv)

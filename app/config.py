@@ -17,6 +17,8 @@ The agents issue adds its own section the same way.
 from __future__ import annotations
 
 import ipaddress
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -274,6 +276,53 @@ class KnowledgeSettings(_Section):
 class OpsSettings(_Section):
     metrics_enabled: bool = True
     otel_exporter_otlp_endpoint: str = ""
+
+    watchdog_mode: Literal["supervise", "docker"] = "supervise"
+    watchdog_url: str = ""
+    watchdog_command: str = ""
+    watchdog_interval: float = Field(10.0, gt=0)
+    watchdog_timeout: float = Field(5.0, gt=0)
+    watchdog_failures: int = Field(3, ge=1)
+    watchdog_start_period: float = Field(60.0, ge=0)
+    watchdog_grace: float = Field(15.0, ge=0)
+    watchdog_backoff: float = Field(1.0, ge=0)
+    watchdog_backoff_max: float = Field(60.0, ge=0)
+    watchdog_restarts: int = Field(5, ge=1)
+    watchdog_window_minutes: float = Field(15.0, gt=0)
+    docker_socket: Path = Path("/var/run/docker.sock")
+    watchdog_label: str = "ai-gateway.watchdog=true"
+
+    alert_webhook_url: str = ""
+    alert_reminder_minutes: float = Field(60.0, ge=0)
+    alert_memory_percent: float = Field(90.0, ge=0, le=100)
+    alert_p95_ms: float = Field(10_000.0, ge=0)
+    alert_error_rate: float = Field(0.05, ge=0, le=1)
+    alert_metrics_interval: float = Field(60.0, gt=0)
+    alert_min_requests: int = Field(10, ge=1)
+
+    _urls = field_validator("watchdog_url", "alert_webhook_url")(_http_url)
+
+    @field_validator("watchdog_command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"is not a shell-quoted command: {exc}") from None
+        return value.strip()
+
+    @field_validator("watchdog_label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        value = value.strip()
+        if not value or value.startswith("="):
+            raise ValueError("must be a Docker label, key=value or key, such as app.watchdog=true")
+        return value
+
+    @property
+    def watchdog_argv(self) -> list[str]:
+        """The command the supervisor runs: WATCHDOG_COMMAND, else this gateway's `serve`."""
+        return shlex.split(self.watchdog_command) or [sys.executable, "-m", "app", "serve"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,12 @@ def test_dotenv_in_the_working_directory_is_read(
         ("LOG_LEVEL", "loud", "DEBUG"),
         ("OLLAMA_AUTO_PULL", "perhaps", "bool"),
         ("MODELS_CACHE_TTL", "-5", "greater than or equal to 0"),
+        ("WATCHDOG_MODE", "kubernetes", "supervise"),
+        ("WATCHDOG_INTERVAL", "0", "greater than 0"),
+        ("WATCHDOG_COMMAND", "python -c 'unclosed", "shell-quoted"),
+        ("WATCHDOG_LABEL", "=true", "Docker label"),
+        ("ALERT_WEBHOOK_URL", "hooks.example/x", "http"),
+        ("ALERT_ERROR_RATE", "5", "less than or equal to 1"),
     ],
 )
 def test_bad_values_raise_a_config_error_naming_the_setting(
@@ -231,5 +238,18 @@ def test_the_shipped_env_example_loads_as_the_defaults() -> None:
 
 def test_the_env_example_lists_every_setting() -> None:
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
-    listed = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
     assert listed == {name.upper() for name in setting_names()}
+
+
+def test_the_watchdog_runs_this_gateway_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(_env_file=None).ops.watchdog_argv == [sys.executable, "-m", "app", "serve"]
+    monkeypatch.setenv("WATCHDOG_COMMAND", "ai-gateway serve --port '9 1'")
+    assert load_settings(_env_file=None).ops.watchdog_argv == [
+        "ai-gateway",
+        "serve",
+        "--port",
+        "9 1",
+    ]
