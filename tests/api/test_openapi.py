@@ -109,7 +109,7 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         ("post", "/v1/messages/count_tokens", {"400", "401", "404", "413", "429", "503"}),
         ("get", "/v1/sessions", {"400", "401", "429", "503"}),
         ("get", "/v1/sessions/{session_id}", {"400", "401", "404", "429", "503"}),
-        ("delete", "/cache/invalidate/{name}", {"400", "401", "429", "503"}),
+        ("delete", "/cache/invalidate/{name}", {"400", "401", "403", "429", "503"}),
         ("get", "/v1/health", {"503"}),
         ("get", "/v1/health/live", set()),
     ],
