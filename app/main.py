@@ -18,6 +18,7 @@ from app.api import (
     cache,
     chat,
     completions,
+    debug,
     docs,
     documents,
     embeddings,
@@ -86,6 +87,7 @@ def create_app(
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)
     app.include_router(cache.router)
+    app.include_router(debug.router)
     app.include_router(sessions.router)
     app.include_router(anthropic.router)
     app.include_router(documents.router)
