@@ -23,6 +23,7 @@ from app.api import (
     documents,
     embeddings,
     health,
+    keys,
     memories,
     models,
     responses_api,
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(tools.seed_router)
     app.include_router(cache.router)
     app.include_router(debug.router)
+    app.include_router(keys.router)
     app.include_router(sessions.router)
     app.include_router(anthropic.router)
     app.include_router(documents.router)
