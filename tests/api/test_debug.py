@@ -99,10 +99,19 @@ def test_each_route_says_what_it_needs(url: str) -> None:
         ("/v1/memories", ("DELETE",)): "key",
         ("/cache/invalidate/{name}", ("DELETE",)): "admin",
         ("/debug/routes", ("GET",)): "admin",
+        ("/v1/keys", ("GET",)): "admin",
+        ("/v1/keys", ("POST",)): "admin",
+        ("/v1/keys/{key_id}", ("DELETE",)): "admin",
     }
     assert {route: listed[route]["auth"] for route in needs} == needs
     admin_only = sorted(path for (path, _), route in listed.items() if route["auth"] == "admin")
-    assert admin_only == ["/cache/invalidate/{name}", "/debug/routes"]
+    assert admin_only == [
+        "/cache/invalidate/{name}",
+        "/debug/routes",
+        "/v1/keys",
+        "/v1/keys",
+        "/v1/keys/{key_id}",
+    ]
     invalidate = listed[("/cache/invalidate/{name}", ("DELETE",))]
     assert invalidate["summary"] == (
         'Remove every entry of one cache: `{"invalidated": <keys removed>}` (admin keys only).'
