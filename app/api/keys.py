@@ -57,8 +57,8 @@ class KeyBody(BaseModel):
 async def list_keys(access: AccessDep) -> Response:
     """Every key the gateway accepts: the keys file's, then API_KEYS' and ADMIN_API_KEYS'."""
     store = access.keys
-    data = [_described(entry) for entry in store.entries]
-    data.extend(_fixed(identity) for identity in store.fixed)
+    data = [_described(entry.identity, entry) for entry in store.entries]
+    data.extend(_described(identity) for identity in store.fixed)
     return JSON({"object": "list", "data": data})
 
 
@@ -89,7 +89,7 @@ async def create_key(request: Request, access: AccessDep, admin: AdminDep) -> Re
         entry.key_id,
         _who(admin),
     )
-    return JSON({**_described(entry), "key": key}, status_code=201)
+    return JSON({**_described(entry.identity, entry), "key": key}, status_code=201)
 
 
 @router.delete("/v1/keys/{key_id}", responses=errors(400, 403, 404))
@@ -108,33 +108,19 @@ async def revoke_key(key_id: KeyId, access: AccessDep, admin: AdminDep) -> Respo
     return JSON({"id": key_id, "object": "key.deleted", "deleted": True})
 
 
-def _described(entry: KeyEntry) -> dict[str, Any]:
-    return {
-        "object": "key",
-        "key_id": entry.key_id,
-        "owner": entry.owner,
-        "name": entry.name,
-        "rpm": entry.rpm,
-        "tpm": entry.tpm,
-        "rag": entry.rag,
-        "admin": entry.admin,
-        "created": entry.created,
-        "source": "file",
-    }
-
-
-def _fixed(identity: Identity) -> dict[str, Any]:
+def _described(identity: Identity, entry: KeyEntry | None = None) -> dict[str, Any]:
+    """A key of the keys file (its `entry`), or of the environment (its identity alone)."""
     return {
         "object": "key",
         "key_id": identity.key_id,
-        "owner": None,
-        "name": None,
+        "owner": identity.owner,
+        "name": entry.name if entry else None,
         "rpm": identity.rpm,
         "tpm": identity.tpm,
         "rag": identity.rag,
         "admin": identity.admin,
-        "created": None,
-        "source": "env",
+        "created": entry.created if entry else None,
+        "source": "file" if entry else "env",
     }
 
 
