@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import importlib.util
 import os
-import secrets
 import shutil
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +18,15 @@ import uvicorn
 from app import knowledge_cli
 from app.config import ConfigError, Settings, load_settings
 from app.ops.logging import setup_logging
-from app.security.keys import DEFAULT_KEYS_FILE, KeyEntry, read_key_file, write_key_file
-
-KEY_PREFIX = "gk-"
+from app.security.keys import (
+    KeyEntry,
+    created_now,
+    digest,
+    key_file_path,
+    new_key,
+    read_key_file,
+    update_key_file,
+)
 
 
 def _tune_gc() -> None:
@@ -112,7 +115,7 @@ def _keys_file(args: argparse.Namespace) -> tuple[Path, bool]:
     """The file named by --file, else API_KEYS_FILE, else DATA_DIR/keys.yaml; and whether the
     gateway reads it (it reads API_KEYS_FILE, else DATA_DIR/keys.yaml)."""
     settings = load_settings()
-    read: Path = settings.security.api_keys_file or settings.server.data_dir / DEFAULT_KEYS_FILE
+    read = key_file_path(settings.security, settings.server.data_dir)
     path: Path = args.file or read
     return path, path.resolve() == read.resolve()
 
@@ -123,38 +126,46 @@ def _limit(value: int | None) -> str:
 
 def _create_key(args: argparse.Namespace) -> int:
     path, configured = _keys_file(args)
-    entries = read_key_file(path) if path.exists() else []
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = new_key()
     entry = KeyEntry(
-        digest=hashlib.sha256(key.encode()).digest(),
+        digest=digest(key),
         owner=None if args.service else args.owner,
         rpm=args.rpm,
         tpm=args.tpm,
         name=args.name,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        created=created_now(),
+        admin=args.admin,
     )
-    write_key_file(path, [*entries, entry])
+    update_key_file(path, lambda entries: [*entries, entry])
     print(key, flush=True)
     who = f"owner {entry.owner}" if entry.owner else "a service key (acts for the named user)"
+    role = "admin key" if entry.admin else "key"
     print(
-        f"created key {entry.key_id} for {who}, rpm {_limit(entry.rpm)}, tpm "
+        f"created {role} {entry.key_id} for {who}, rpm {_limit(entry.rpm)}, tpm "
         f"{_limit(entry.tpm)}, in {path}; the key is shown only this once",
         file=sys.stderr,
     )
     if not configured:
         print(f"set API_KEYS_FILE={path} for the gateway to accept it", file=sys.stderr)
+    else:
+        print(
+            "a running gateway accepts it once restarted (keys made with POST /v1/keys are "
+            "accepted at once)",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _list_keys(args: argparse.Namespace) -> int:
     path, _ = _keys_file(args)
-    rows = [("KEY_ID", "OWNER", "NAME", "RPM", "TPM", "CREATED")]
+    rows = [("KEY_ID", "OWNER", "NAME", "ROLE", "RPM", "TPM", "CREATED")]
     for entry in read_key_file(path):
         rows.append(
             (
                 entry.key_id,
                 entry.owner or "(service)",
                 entry.name or "-",
+                "admin" if entry.admin else "standard",
                 _limit(entry.rpm),
                 _limit(entry.tpm),
                 entry.created or "-",
@@ -203,6 +214,11 @@ def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--rpm", type=_positive, help="requests per minute (default: unlimited)")
     create.add_argument("--tpm", type=_positive, help="tokens per minute (default: unlimited)")
     create.add_argument("--name", type=_text, help="a label for the key")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin key: may also use /debug/routes, /cache/invalidate and /v1/keys",
+    )
     create.add_argument("--file", type=Path, help=file_help)
     create.set_defaults(handler=_create_key)
     listing = actions.add_parser("list", help="list the keys (never the keys themselves)")

@@ -235,13 +235,14 @@ class StateSettings(_Section):
 
 class SecuritySettings(_Section):
     api_keys: CommaList = []
+    admin_api_keys: CommaList = []
     api_keys_file: Path | None = None
     rate_limit_rpm: int | None = Field(None, ge=1)
     rate_limit_tpm: int | None = Field(None, ge=1)
     rate_limit_fail_open: bool = False
     trust_user_headers: bool = False
 
-    _keys = field_validator("api_keys", mode="before")(_split)
+    _keys = field_validator("api_keys", "admin_api_keys", mode="before")(_split)
     _unset = field_validator("api_keys_file", "rate_limit_rpm", "rate_limit_tpm", mode="before")(
         _empty_is_unset
     )

@@ -7,7 +7,8 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
     │   └── NoCompletions           400, the upstream has no raw completions: ask it to chat
     ├── RequestTooLarge             413 request_too_large, a body over MAX_REQUEST_BYTES
     ├── AuthenticationFailed        401 invalid_api_key
-    ├── Forbidden                   403 permission_denied (a path outside INDEX_ALLOWED_ROOTS)
+    ├── Forbidden                   403 permission_denied (an admin route, a path outside
+    │                               INDEX_ALLOWED_ROOTS)
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found
     ├── RateLimited                 429 rate_limit_exceeded

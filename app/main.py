@@ -18,10 +18,12 @@ from app.api import (
     cache,
     chat,
     completions,
+    debug,
     docs,
     documents,
     embeddings,
     health,
+    keys,
     memories,
     metrics,
     models,
@@ -36,8 +38,8 @@ from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.config import Settings, load_settings
 from app.ops.logging import install_log_context
-from app.security.auth import install_auth
-from app.security.keys import keys_file
+from app.security.auth import Access, install_auth
+from app.security.keys import KeyStore
 from app.services import open_services
 from app.tools.context import Plugin
 
@@ -57,7 +59,12 @@ def create_app(
     settings = settings or load_settings()
     install_log_context()
     persona = load_persona(settings.server.persona_path)
-    security = settings.security
+    docs_enabled = settings.server.docs_enabled
+    access = Access(
+        KeyStore.from_settings(settings.security, settings.server.data_dir),
+        public=docs.PATHS if docs_enabled else frozenset(),
+        public_prefixes=(docs.ASSETS + "/",) if docs_enabled else (),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -65,12 +72,12 @@ def create_app(
             if freeze_startup:
                 gc.collect()
                 gc.freeze()
-            yield {"services": services}
+            yield {"services": services, "access": access}
 
     # FastAPI's native OpenTelemetry hooks look up the global providers on every request.
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
     app = docs.documented_app(
-        settings.server.docs_enabled,
+        docs_enabled,
         title="AI gateway",
         version=__version__,
         lifespan=lifespan,
@@ -82,6 +89,8 @@ def create_app(
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)
     app.include_router(cache.router)
+    app.include_router(debug.router)
+    app.include_router(keys.router)
     app.include_router(sessions.router)
     app.include_router(anthropic.router)
     app.include_router(documents.router)
@@ -89,13 +98,7 @@ def create_app(
     app.include_router(metrics.router)
     install_error_handlers(app)
     install_openapi(app)
-    install_auth(
-        app,
-        security,
-        keys_file(security, settings.server.data_dir),
-        public=docs.PATHS if settings.server.docs_enabled else frozenset(),
-        public_prefixes=(docs.ASSETS + "/",) if settings.server.docs_enabled else (),
-    )
+    install_auth(app, access, settings.security)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.server.max_request_bytes)
     if settings.server.cors_origins:
         app.add_middleware(

@@ -25,6 +25,7 @@ for _name in list(os.environ):
     if _name.startswith(("OPENAI_", "OLLAMA_", "LLAMACPP_", "LOCAL_", "REDIS_")) or _name in (
         "API_KEYS",
         "API_KEYS_FILE",
+        "ADMIN_API_KEYS",
         "DEFAULT_MODEL",
         "FALLBACK_MODELS",
     ):

@@ -275,9 +275,9 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(
     listing = keys(tmp_path, "list", "--file", str(path))
     assert listing.returncode == 0, listing.stderr
     rows = [line.split() for line in listing.stdout.splitlines()]
-    assert rows[0] == ["KEY_ID", "OWNER", "NAME", "RPM", "TPM", "CREATED"]
-    assert rows[1][:5] == [digest[:12], "alice", "-", "60", "unlimited"]
-    assert rows[2][1:6] == ["(service)", "batch", "jobs", "unlimited", "1000"]
+    assert rows[0] == ["KEY_ID", "OWNER", "NAME", "ROLE", "RPM", "TPM", "CREATED"]
+    assert rows[1][:6] == [digest[:12], "alice", "-", "standard", "60", "unlimited"]
+    assert rows[2][1:7] == ["(service)", "batch", "jobs", "standard", "unlimited", "1000"]
     assert alice not in listing.stdout
     assert service not in listing.stdout
 
@@ -288,6 +288,37 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(
     assert httpx.get(f"{url}/v1/models").status_code == 401
     wrong = {"Authorization": f"Bearer {alice}x"}
     assert httpx.get(f"{url}/v1/models", headers=wrong).status_code == 401
+
+
+def test_keys_create_admin_makes_an_admin_key_the_gateway_honours(
+    tmp_path: Path, make_gateway: MakeGateway
+) -> None:
+    path = tmp_path / "keys.yaml"
+    boss = created_key(keys(tmp_path, "create", "--owner", "root", "--admin", "--file", str(path)))
+    result = keys(tmp_path, "create", "--service", "--file", str(path))
+    worker = created_key(result)
+    boss_id = hashlib.sha256(boss.encode()).hexdigest()[:12]
+    assert [(e.owner, e.admin) for e in read_key_file(path)] == [("root", True), (None, False)]
+    assert "admin: true" in path.read_text(encoding="utf-8")
+    listing = keys(tmp_path, "list", "--file", str(path)).stdout.splitlines()
+    assert [line.split()[3] for line in listing] == ["ROLE", "admin", "standard"]
+    assert listing[1].split()[0] == boss_id
+
+    url = make_gateway(api_keys_file=path)
+    invalidate = f"{url}/cache/invalidate/llm"
+    for key, status in ((boss, 200), (worker, 403)):
+        resp = httpx.delete(invalidate, headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == status, resp.text
+    assert httpx.delete(invalidate).status_code == 401
+
+
+def test_keys_create_tells_the_role_and_when_the_gateway_accepts_the_key(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    result = keys(tmp_path, "create", "--owner", "fay", "--admin", DATA_DIR=str(state))
+    created_key(result)
+    assert "created admin key" in result.stderr
+    assert "a running gateway accepts it once restarted" in result.stderr
+    assert "POST /v1/keys" in result.stderr
 
 
 def test_keys_default_to_api_keys_file_else_data_dir(tmp_path: Path) -> None:

@@ -1,15 +1,15 @@
-"""The cache endpoints: /cache/health, /cache/stats and /cache/invalidate/*."""
+"""The cache endpoints: /cache/health, /cache/stats and /cache/invalidate/* (admin keys only)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Literal, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from app.api.deps import RedisDep
+from app.api.deps import RedisDep, require_admin
 from app.api.openapi import errors
 from app.api.responses import JSON
 from app.errors import GatewayError
@@ -40,9 +40,13 @@ async def cache_stats(redis: RedisDep) -> Response:
     return JSON(await _reach(cache.stats(redis)))
 
 
-@router.delete("/cache/invalidate/{name}", responses=errors(400))
+@router.delete(
+    "/cache/invalidate/{name}",
+    responses=errors(400, 403),
+    dependencies=[Depends(require_admin)],
+)
 async def invalidate(name: Literal["llm", "tools", "intent"], redis: RedisDep) -> Response:
-    """Remove every entry of one cache: `{"invalidated": <keys removed>}`."""
+    """Remove every entry of one cache: `{"invalidated": <keys removed>}` (admin keys only)."""
     return JSON({"invalidated": await _reach(cache.invalidate(redis, name))})
 
 

@@ -27,6 +27,7 @@ TASK_HEADER = "x-openwebui-task"
 
 
 async def chat_completions(request: Request) -> Response:
+    """Create a chat completion (OpenAI's wire format, streamed or not)."""
     gateway = services(request)
     body = parse_json(await request.body())
     req = validate(ChatCompletionRequest, body)

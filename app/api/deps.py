@@ -13,10 +13,11 @@ from starlette.requests import HTTPConnection
 from app.chat.grounding import Asker
 from app.chat.stateful import Conversations
 from app.config import SecuritySettings
-from app.errors import InvalidRequest
+from app.errors import Forbidden, InvalidRequest
 from app.knowledge.service import Knowledge
 from app.ops.health import HealthChecker
 from app.providers.router import Router
+from app.security.auth import Access
 from app.security.identity import ANONYMOUS, USER_HEADER, Identity, acting_user, knowledge_owner
 from app.services import Services
 from app.state.responses import ResponseStore
@@ -28,6 +29,7 @@ class State(TypedDict):
     """The lifespan's state, copied into every request's `state`."""
 
     services: Services
+    access: Access
 
 
 def services(request: HTTPConnection) -> Services:
@@ -68,8 +70,30 @@ async def _identity(request: HTTPConnection) -> Identity:
     return identity(request)
 
 
+async def _access(request: HTTPConnection) -> Access:
+    found: Access = request.state.access
+    return found
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 IdentityDep = Annotated[Identity, Depends(_identity)]
+AccessDep = Annotated[Access, Depends(_access)]
+"""The keys and the routes open without one."""
+
+
+async def require_admin(identity: IdentityDep) -> Identity:
+    """The request's identity if its key is an admin's (or the gateway has no keys), else 403;
+    a route of admin keys only depends on it (`dependencies=[Depends(require_admin)]`, or a
+    parameter typed `AdminDep`)."""
+    if not identity.admin:
+        raise Forbidden(
+            "this route needs an admin key (ADMIN_API_KEYS, or a key created with "
+            "`python -m app keys create --admin`)"
+        )
+    return identity
+
+
+AdminDep = Annotated[Identity, Depends(require_admin)]
 
 
 async def _router(s: ServicesDep) -> Router:

@@ -198,7 +198,7 @@ async def stats(knowledge: KnowledgeDep, actor: Actor) -> Response:
         "chunks": sum(row.chunks for row in rows),
         "by_kind": by_kind,
         "store": await documents.totals(),
-        "embedder": knowledge.health()["embedder"],
+        "embedder": knowledge.embedder.describe() if knowledge.embedder else None,
         "settings": {
             "top_k": knowledge.settings.rag_top_k,
             "threshold": knowledge.settings.rag_threshold,

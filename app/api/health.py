@@ -1,4 +1,4 @@
-"""GET /health (per provider), /health/live and /health/ready; open without a key."""
+"""GET /health (every dependency), /health/live and /health/ready; open without a key."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ router = APIRouter()
 
 @router.get("/health", responses={503: {"description": "Down: the same report"}})
 async def health(checker: HealthDep) -> Response:
+    """Each dependency's status, details and latency (`redis`, `chromadb`, `embeddings`, each
+    provider by name) beside the overall `status`: 503 when it is `down`."""
     report = await checker.report()
     return JSON(report, status_code=503 if report["status"] == "down" else 200)
 
 
 @router.get("/health/live")
 async def live() -> Response:
+    """Whether the process answers at all."""
     return JSON({"status": "ok"})
 
 
@@ -26,6 +29,7 @@ async def live() -> Response:
     "/health/ready", responses={503: {"description": 'Not ready: `{"status": "not ready"}`'}}
 )
 async def ready(checker: HealthDep) -> Response:
+    """Whether the gateway can answer: not while its status is `down`."""
     report = await checker.report()
     ok = report["status"] != "down"
     return JSON({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)

@@ -55,7 +55,7 @@ _ERRORS = {
     400: "Bad input: a body that is not JSON, a missing or invalid field or parameter (named in "
     "`param`), or something the model cannot do",
     401: "No API key, or not a valid one (only when the gateway has keys)",
-    403: "Not allowed: a directory outside INDEX_ALLOWED_ROOTS",
+    403: "Not allowed: a route for admin keys only, or a directory outside INDEX_ALLOWED_ROOTS",
     404: "No such model, tool, session, document or memory",
     413: "The request body is larger than MAX_REQUEST_BYTES, or a document than MAX_DOCUMENT_BYTES",
     429: "Over the API key's rate limit, or the upstream's (`Retry-After` says when to retry)",

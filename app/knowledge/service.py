@@ -34,6 +34,7 @@ DOCUMENTS = "gateway-documents"
 """The prefix of each owner's collection of document chunks."""
 MEMORIES = "gateway_memories"
 LOCK_NAME = "knowledge.lock"
+_PROBE_TIMEOUT = 3.0
 CATALOGUE_FILE = "knowledge.sqlite3"
 
 
@@ -114,16 +115,29 @@ class Knowledge:
         """Texts waiting for the local embedder (None: no local embedder)."""
         return self.embedder.queued if isinstance(self.embedder, LocalEmbedder) else None
 
-    def health(self) -> dict[str, Any]:
-        """The embedder in use: `{"status", "details", "embedder": {kind, model, dimension}}`."""
+    async def health(self) -> dict[str, Any]:
+        """The embedder in use, probed by embedding a word: `{"status", "details",
+        "latency_ms", "embedder": {kind, model, dimension}}`."""
         if self.embedder is None:
-            return {"status": "unhealthy", "details": self.reason, "embedder": None}
+            return {
+                "status": "unhealthy",
+                "details": self.reason,
+                "latency_ms": None,
+                "embedder": None,
+            }
         detail = self.embedder.describe()
-        return {
-            "status": "healthy",
-            "details": f"{detail['kind']} model {detail['model']}, {detail['dimension']} dims",
-            "embedder": detail,
-        }
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.embedder.query("health"), _PROBE_TIMEOUT)
+        except TimeoutError:
+            status, details = "unhealthy", f"no vector within {_PROBE_TIMEOUT:g} s"
+        except Exception as exc:  # whatever the model or the provider raises is the answer
+            status, details = "unhealthy", f"{type(exc).__name__}: {exc}"
+        else:
+            status = "healthy"
+            details = f"{detail['kind']} model {detail['model']}, {detail['dimension']} dims"
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        return {"status": status, "details": details, "latency_ms": latency, "embedder": detail}
 
     async def store_health(self) -> dict[str, Any]:
         """Chroma: does it answer (`{"status", "details", "latency_ms"}`), in one request."""
@@ -132,9 +146,10 @@ class Knowledge:
             return {"status": "unhealthy", "details": self.reason, "latency_ms": None}
         started = time.perf_counter()
         try:
-            owners = await asyncio.wait_for(self._documents.vectors.heartbeat(), 3.0)
+            owners = await asyncio.wait_for(self._documents.vectors.heartbeat(), _PROBE_TIMEOUT)
         except (KnowledgeUnavailable, TimeoutError) as exc:
-            detail, status = str(exc) or "no answer within 3 s", "unhealthy"
+            detail = str(exc) or f"no answer within {_PROBE_TIMEOUT:g} s"
+            status = "unhealthy"
         else:
             detail, status = f"{where}, {owners} document collections", "healthy"
         latency = round((time.perf_counter() - started) * 1000, 1)

@@ -256,7 +256,10 @@ def _quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
 
 
 def _dependencies(health: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    yield from health.get("providers", {}).items()
+    """Each provider (but one merely absent from its default URL), Redis, Chroma, the embedder."""
+    for name, provider in health.get("providers", {}).items():
+        if provider.get("status") != "unreachable":
+            yield name, provider
     for name in ("redis", "chromadb", "embeddings"):
         if isinstance(health.get(name), dict):
             yield name, health[name]

@@ -1,17 +1,17 @@
 """API-key authentication (`Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>`) for
-every route but health and the API's documentation, and the identity of each request."""
+every route but health and the API's documentation, and the identity of each request. Which
+routes need an admin key is the routes' own business (`api/deps.require_admin`)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import SecuritySettings
 from app.errors import AuthenticationFailed
-from app.security.identity import ANONYMOUS
+from app.security.identity import ANONYMOUS, OPEN
 from app.security.keys import KeyStore
 from app.security.ratelimit import RateLimitMiddleware, send_error
 
@@ -31,29 +31,47 @@ HEALTH_PATHS = frozenset(
 _CHALLENGE = [(b"www-authenticate", b"Bearer")]
 
 
-class BearerAuthMiddleware:
-    """Answers 401 with an error body unless `Authorization: Bearer <key>` (or, without a bearer
-    token, `x-api-key: <key>`) carries a key of `store`; puts the key's `Identity` in
-    `request.state.identity` (ANONYMOUS on the `public` paths and those under
-    `public_prefixes`)."""
+class Access:
+    """Who may call what: the keys, and the paths open to anyone (health, and the `public`
+    paths and those under `public_prefixes`)."""
 
     def __init__(
         self,
-        app: ASGIApp,
-        store: KeyStore,
-        public: frozenset[str],
-        public_prefixes: tuple[str, ...],
+        keys: KeyStore,
+        public: frozenset[str] = frozenset(),
+        public_prefixes: tuple[str, ...] = (),
     ) -> None:
+        self.keys = keys
+        self.public = HEALTH_PATHS | public
+        self.public_prefixes = public_prefixes
+
+    def is_public(self, route: str) -> bool:
+        """Whether the route at `route` (a template, or a mount's path) is open without a key."""
+        prefixes = self.public_prefixes
+        return route in self.public or route.startswith(prefixes) or route + "/" in prefixes
+
+
+class BearerAuthMiddleware:
+    """Answers 401 with an error body unless `Authorization: Bearer <key>` (or, without a bearer
+    token, `x-api-key: <key>`) carries an accepted key; puts the key's `Identity` in
+    `request.state.identity` (ANONYMOUS on the public paths; OPEN on every path while the
+    gateway has no keys at all)."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
-        self._store = store
-        self._open = public
-        self._open_prefixes = public_prefixes
+        self._store = access.keys
+        self._open = access.public
+        self._open_prefixes = access.public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
+        if self._store.open:
+            state["identity"] = OPEN
+            await self.app(scope, receive, send)
+            return
         path = scope["path"]
         if path in self._open or path.startswith(self._open_prefixes):
             state["identity"] = ANONYMOUS
@@ -86,44 +104,24 @@ def _refusal(header: bytes, key_given: bool) -> str:
     return "Missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
 
 
-class AnonymousMiddleware:
-    """Without keys, every request is ANONYMOUS."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})["identity"] = ANONYMOUS
-        await self.app(scope, receive, send)
-
-
-def install_auth(
-    app: Starlette,
-    settings: SecuritySettings,
-    keys_path: Path | None,
-    public: frozenset[str] = frozenset(),
-    public_prefixes: tuple[str, ...] = (),
-) -> None:
-    """Bearer keys on every route but health and `public` (paths, and paths under
-    `public_prefixes`) when API_KEYS or a keys file (`keys_path`, see `keys.keys_file`) is
-    set, then the keys' rate limits. A bad keys file raises `ConfigError`."""
-    if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not settings.api_keys:
-        log.warning("RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS, which is not set")
-    if not settings.api_keys and keys_path is None:
-        log.warning("API_KEYS is not set: the gateway is open to anyone who can reach it")
-        app.add_middleware(AnonymousMiddleware)
-        return
-    if keys_path is not None and settings.api_keys_file is None:
-        log.info("API keys: %s (API_KEYS_FILE is unset; this is DATA_DIR's keys file)", keys_path)
-    store = KeyStore.from_settings(settings, keys_path)
-    if not store:
-        log.warning("keys file %s holds no key: every request is refused", keys_path)
-    if store.limited:
-        app.add_middleware(RateLimitMiddleware)
-    app.add_middleware(
-        BearerAuthMiddleware,
-        store=store,
-        public=HEALTH_PATHS | public,
-        public_prefixes=public_prefixes,
-    )
+def install_auth(app: Starlette, access: Access, settings: SecuritySettings) -> None:
+    """Keys on every route but the public ones (none while the gateway has no keys), then the
+    keys' rate limits (keys with limits may be created while the gateway runs)."""
+    store = access.keys
+    if (settings.rate_limit_rpm or settings.rate_limit_tpm) and not (
+        settings.api_keys or settings.admin_api_keys
+    ):
+        log.warning(
+            "RATE_LIMIT_RPM and RATE_LIMIT_TPM limit API_KEYS and ADMIN_API_KEYS, which are not set"
+        )
+    if store.open:
+        log.warning(
+            "API_KEYS is not set and there is no keys file: the gateway is open to anyone who "
+            "can reach it, admin routes included"
+        )
+    elif store.path.exists() and settings.api_keys_file is None:
+        log.info("API keys: %s (API_KEYS_FILE is unset; this is DATA_DIR's keys file)", store.path)
+    if not store and not store.open:
+        log.warning("keys file %s holds no key: every request is refused", store.path)
+    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(BearerAuthMiddleware, access=access)

@@ -19,9 +19,14 @@ class Identity:
     """Tokens per minute this key may use; None: unlimited."""
     rag: bool = True
     """Whether this key's chats are grounded in documents and memories."""
+    admin: bool = False
+    """Whether this key may use the admin routes (debug, cache invalidation, keys)."""
 
 
 ANONYMOUS = Identity(key_id=None, owner=None)
+"""A request on a route open to anyone (health, the docs) of a gateway with keys."""
+OPEN = Identity(key_id=None, owner=None, admin=True)
+"""Any request to a gateway without keys: it may do anything, the admin routes included."""
 
 
 USER_HEADER = "x-openwebui-user-id"

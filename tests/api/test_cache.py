@@ -387,6 +387,27 @@ def test_stats_and_invalidation_of_responses(gateway: str, upstream: OpenAIUpstr
     assert wrong.json()["error"]["param"] == "name"
 
 
+def test_invalidation_needs_an_admin_key(make_gateway: MakeGateway) -> None:
+    """An ordinary key is refused with 403 (whatever the cache's name), no key with 401; a key of
+    ADMIN_API_KEYS invalidates. Stats and health stay open to every key."""
+    url = make_gateway(api_keys=["user-key"], admin_api_keys=["admin-key"])
+    user, admin = ({"Authorization": f"Bearer {key}"} for key in ("user-key", "admin-key"))
+    for name in ("llm", "everything"):
+        refused = httpx.delete(f"{url}/cache/invalidate/{name}", headers=user)
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["code"] == "permission_denied"
+        assert "admin key" in error["message"]
+    assert httpx.delete(f"{url}/cache/invalidate/llm").status_code == 401
+    resp = httpx.delete(f"{url}/cache/invalidate/llm", headers=admin)
+    assert (resp.status_code, resp.json()) == (200, {"invalidated": 0})
+    bad = httpx.delete(f"{url}/cache/invalidate/everything", headers=admin)
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "name")
+    for path in ("/cache/stats", "/cache/health"):
+        assert httpx.get(f"{url}{path}", headers=user).status_code == 200
+
+
 def test_cache_health(gateway: str) -> None:
     resp = httpx.get(f"{gateway}/cache/health")
     assert resp.status_code == 200

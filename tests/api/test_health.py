@@ -1,16 +1,21 @@
-"""/health (per provider), /health/live and /health/ready, with and without /v1 and API_KEYS."""
+"""/health (every dependency, each provider), /health/live and /health/ready, with and without
+/v1 and API_KEYS."""
 
 from __future__ import annotations
 
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from app.config import ProviderSettings
-from tests.conftest import MakeGateway
+from tests.conftest import MakeGateway, start_redis
 from tests.fakes.ollama_upstream import VERSION, FakeOllama
-from tests.fakes.openai_upstream import OpenAIUpstreamState
+from tests.fakes.openai_upstream import OpenAIUpstreamState, create_openai_upstream
+from tests.fakes.serve import serve
 
 DOWN = "http://127.0.0.1:9"
 PREFIXES = ("", "/v1")
@@ -40,6 +45,110 @@ def test_all_up_is_ok(make_gateway: MakeGateway, ollama_server: tuple[str, FakeO
         assert isinstance(report["uptime_s"], int | float)
 
 
+def dependency(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """`report[name]`, checked to be in the one shape every dependency has."""
+    found: dict[str, Any] = report[name]
+    assert set(found) - {"embedder"} == {"status", "details", "latency_ms"}, name
+    assert found["status"] in {"healthy", "unhealthy"}
+    assert isinstance(found["details"], str)
+    assert found["details"], name
+    return found
+
+
+def test_every_dependency_is_listed_beside_the_overall_status(
+    make_gateway: MakeGateway, ollama_server: tuple[str, FakeOllama]
+) -> None:
+    ollama_url, _ = ollama_server
+    url = make_gateway(ollama_base_url=ollama_url)
+    report = get(url, "/health").json()
+    assert set(report) == {
+        "status",
+        "uptime_s",
+        "providers",
+        "redis",
+        "chromadb",
+        "embeddings",
+        "ollama",
+        "openai",
+    }
+    assert report["status"] == "ok"
+    for name in ("redis", "chromadb", "embeddings", "ollama", "openai"):
+        found = dependency(report, name)
+        assert found["status"] == "healthy", (name, found)
+        assert isinstance(found["latency_ms"], int | float)
+        assert found["latency_ms"] >= 0
+    assert report["redis"]["details"] == "PONG"
+    assert report["chromadb"]["details"] == "embedded, 0 document collections"
+    assert report["embeddings"]["details"] == "local model all-MiniLM-L6-v2, 384 dims"
+    assert report["embeddings"]["latency_ms"] > 0  # a word was embedded
+    assert report["embeddings"]["embedder"] == {
+        "kind": "local",
+        "model": "all-MiniLM-L6-v2",
+        "dimension": 384,
+    }
+    assert report["ollama"]["details"] == f"ollama {VERSION}"
+    assert report["ollama"]["latency_ms"] == report["providers"]["ollama"]["latency_ms"]
+    assert report["providers"]["ollama"]["status"] == "up"
+
+
+def test_redis_stopped_is_unhealthy_with_details(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    process = start_redis(tmp_path)
+    try:
+        url = make_gateway(redis_url=f"unix://{tmp_path}/redis.sock")
+        assert dependency(get(url, "/health").json(), "redis")["status"] == "healthy"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        time.sleep(2.1)  # the probes are cached for 2 s
+        resp = get(url, "/health")
+        assert resp.status_code == 200
+        report = resp.json()
+        assert report["status"] == "degraded"
+        redis = dependency(report, "redis")
+        assert redis["status"] == "unhealthy"
+        assert f"{tmp_path}/redis.sock" in redis["details"]
+        assert "Connection refused" in redis["details"]
+        assert redis["latency_ms"] >= 0
+        assert report["openai"]["status"] == "healthy"
+        assert report["providers"]["openai"]["status"] == "up"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_an_embedder_whose_provider_goes_away_is_unhealthy(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    """The embeddings probe embeds a word for real: here through a provider's model (the local
+    model does not load), until the provider's server stops."""
+    app, state = create_openai_upstream()
+    with serve(app) as upstream_url:
+        url = make_gateway(
+            openai_base_url=f"{upstream_url}/v1",
+            embedding_model=str(tmp_path / "no-such-model"),
+            embedding_fallback_model="openai/embed-test",
+        )
+        embeddings = dependency(get(url, "/health").json(), "embeddings")
+        assert embeddings["status"] == "healthy"
+        assert embeddings["details"] == "provider model openai/embed-test, 8 dims"
+        assert embeddings["latency_ms"] > 0
+        assert any(r.get("input") == ["health"] for r in state.requests)
+    time.sleep(2.1)
+    report = get(url, "/health").json()
+    embeddings = dependency(report, "embeddings")
+    assert embeddings["status"] == "unhealthy"
+    assert "cannot connect" in embeddings["details"]
+    assert dependency(report, "openai")["status"] == "unhealthy"
+    assert report["status"] == "down"
+
+
+def test_without_knowledge_there_is_no_chroma_or_embedder_to_list(
+    make_gateway: MakeGateway,
+) -> None:
+    report = get(make_gateway(rag_enabled=False, memory_enabled=False), "/health").json()
+    assert set(report) == {"status", "uptime_s", "providers", "redis", "openai"}
+    assert report["status"] == "ok"
+
+
 def test_one_provider_down_is_degraded(
     make_gateway: MakeGateway, openai_server: tuple[str, OpenAIUpstreamState]
 ) -> None:
@@ -56,6 +165,12 @@ def test_one_provider_down_is_degraded(
     assert down["circuit"] == "closed"
     assert down["detail"].startswith("llamacpp:")
     assert "connect" in down["detail"]
+    assert dependency(report, "llamacpp") == {
+        "status": "unhealthy",
+        "details": down["detail"],
+        "latency_ms": down["latency_ms"],
+    }
+    assert dependency(report, "openai")["status"] == "healthy"
     for prefix in PREFIXES:
         assert get(url, f"{prefix}/health/ready").json() == {"status": "ready"}
 
@@ -104,6 +219,11 @@ def test_ollama_absent_at_its_default_url_does_not_degrade_health(
     absent = report["providers"]["ollama"]
     assert absent["status"] == "unreachable"
     assert absent["detail"].startswith("ollama: cannot connect")
+    ollama = dependency(report, "ollama")
+    assert ollama["status"] == "unhealthy"
+    assert ollama["details"].endswith(
+        "not running at its default URL, which does not count against health"
+    )
 
 
 def test_ollama_absent_at_its_default_url_and_nothing_else_up_is_down(
@@ -161,6 +281,9 @@ def test_an_open_circuit_marks_a_reachable_provider_down(
     tripped = report["providers"]["openai"]
     assert tripped["circuit"] == "open"
     assert tripped["status"] == "down"
+    openai = dependency(report, "openai")
+    assert openai["status"] == "unhealthy"
+    assert openai["details"].startswith("circuit open; the probe: ")
     assert tripped["model_circuits"] == {"error-500": "open", "flaky": "open"}
     assert report["providers"]["ollama"]["status"] == "up"
     assert report["providers"]["ollama"]["circuit"] == "closed"

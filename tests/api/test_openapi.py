@@ -51,7 +51,7 @@ def test_422_appears_nowhere(document: dict[str, Any]) -> None:
 
 def test_every_post_route_documents_its_json_body(document: dict[str, Any]) -> None:
     posts = [(path, op) for method, path, op in operations(document) if method == "post"]
-    assert len(posts) == 17
+    assert len(posts) == 18
     uploads = {"/v1/documents", "/upload"}
     for path, operation in posts:
         body = operation.get("requestBody")
@@ -109,7 +109,11 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         ("post", "/v1/messages/count_tokens", {"400", "401", "404", "413", "429", "503"}),
         ("get", "/v1/sessions", {"400", "401", "429", "503"}),
         ("get", "/v1/sessions/{session_id}", {"400", "401", "404", "429", "503"}),
-        ("delete", "/cache/invalidate/{name}", {"400", "401", "429", "503"}),
+        ("delete", "/cache/invalidate/{name}", {"400", "401", "403", "429", "503"}),
+        ("get", "/debug/routes", {"401", "403", "429", "503"}),
+        ("get", "/v1/keys", {"401", "403", "429", "503"}),
+        ("post", "/v1/keys", {"201", "400", "401", "403", "413", "429", "503"}),
+        ("delete", "/v1/keys/{key_id}", {"400", "401", "403", "404", "429", "503"}),
         ("get", "/v1/health", {"503"}),
         ("get", "/v1/health/live", set()),
     ],

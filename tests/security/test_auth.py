@@ -160,6 +160,15 @@ def test_without_api_keys_everything_is_open(make_gateway: MakeGateway) -> None:
             assert call(url, method, prefix + path, body, "Bearer anything").status_code == 200
 
 
+def test_admin_api_keys_work_everywhere_an_ordinary_key_does(make_gateway: MakeGateway) -> None:
+    url = make_gateway(admin_api_keys=["root"])
+    for prefix in ("/v1", ""):
+        for method, path, body in (CHAT, MODELS, MODEL, EMBEDDINGS):
+            resp = call(url, method, prefix + path, body, "Bearer root")
+            assert resp.status_code == 200, (prefix, path, resp.text)
+            assert_401(call(url, method, prefix + path, body))
+
+
 def test_cors_preflight_passes_before_auth(make_gateway: MakeGateway) -> None:
     url = make_gateway(api_keys=["k1"], cors_origins=["http://localhost:3000"])
     preflight = httpx.options(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def sections_keys_file(settings: Settings) -> Path | None:
 
 def store(**settings: Any) -> KeyStore:
     values = gateway_settings(**settings)
-    return KeyStore.from_settings(values.security, sections_keys_file(values))
+    return KeyStore.from_settings(values.security, values.server.data_dir)
 
 
 def test_api_keys_have_no_owner_and_the_rate_limit_settings() -> None:
@@ -47,7 +48,7 @@ def test_api_keys_have_no_owner_and_the_rate_limit_settings() -> None:
     assert keys.lookup(b"k2") == Identity(key_id=sha("k2")[:12], owner=None, rpm=60, tpm=1000)
     assert keys.lookup(b"k3") is None
     assert keys.lookup(b"") is None
-    assert keys.limited
+    assert not keys.open
 
 
 def test_the_keys_file_is_api_keys_file_else_data_dirs_keys_yaml(tmp_path: Path) -> None:
@@ -63,7 +64,6 @@ def test_the_keys_file_is_api_keys_file_else_data_dirs_keys_yaml(tmp_path: Path)
 def test_api_keys_are_unlimited_without_rate_limit_settings() -> None:
     keys = store(api_keys=["k1"])
     assert keys.lookup(b"k1") == Identity(key_id=sha("k1")[:12], owner=None)
-    assert not keys.limited
 
 
 @pytest.mark.parametrize("name", ["keys.json", "keys.yaml", "keys.yml"])
@@ -196,3 +196,113 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read: No such file or directory") as info:
         store(api_keys_file=path)
     assert str(path) in str(info.value)
+
+
+def test_admin_is_a_role_of_file_keys_and_of_admin_api_keys(tmp_path: Path) -> None:
+    path = write(tmp_path / "keys.yaml", [entry("boss", admin=True), entry("worker", rpm=5)])
+    assert [e.admin for e in read_key_file(path)] == [True, False]
+    keys = store(api_keys=["plain"], admin_api_keys=["root"], api_keys_file=path)
+    assert [(k, keys.lookup(k.encode())) for k in ("boss", "worker", "plain", "root")] == [
+        ("boss", Identity(key_id=sha("boss")[:12], owner=None, admin=True)),
+        ("worker", Identity(key_id=sha("worker")[:12], owner=None, rpm=5)),
+        ("plain", Identity(key_id=sha("plain")[:12], owner=None)),
+        ("root", Identity(key_id=sha("root")[:12], owner=None, admin=True)),
+    ]
+    assert [(i.key_id, i.admin) for i in keys.fixed] == [
+        (sha("plain")[:12], False),
+        (sha("root")[:12], True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"api_keys": ["k"], "admin_api_keys": ["k"]}, "in both API_KEYS and ADMIN_API_KEYS"),
+        ({"admin_api_keys": ["k"]}, "entry 1: the key is in ADMIN_API_KEYS too"),
+    ],
+)
+def test_a_key_given_twice_is_refused(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    path = write(tmp_path / "keys.json", [entry("k")])
+    with pytest.raises(ConfigError, match=message):
+        store(api_keys_file=path, **settings)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_admin_must_be_true_or_false(tmp_path: Path, value: object) -> None:
+    path = write(tmp_path / "keys.yaml", [entry("k", admin=value)])
+    with pytest.raises(ConfigError, match="entry 1: admin must be true or false"):
+        read_key_file(path)
+
+
+def test_a_gateway_is_open_only_without_any_key_or_keys_file(tmp_path: Path) -> None:
+    assert store(data_dir=tmp_path).open
+    assert not store(data_dir=tmp_path, admin_api_keys=["root"]).open
+    (tmp_path / "keys.yaml").write_text("", encoding="utf-8")
+    empty = store(data_dir=tmp_path)
+    assert not empty.open
+    assert len(empty) == 0
+
+
+def test_create_and_revoke_change_the_file_and_the_keys_at_once(tmp_path: Path) -> None:
+    keys = store(data_dir=tmp_path / "state", api_keys=["plain"])
+    new = KeyEntry(hashlib.sha256(b"new").digest(), "carol", rpm=9, admin=True)
+    keys.create(new)
+    path = tmp_path / "state" / "keys.yaml"
+    assert keys.path == path
+    assert read_key_file(path) == keys.entries == [new]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert keys.lookup(b"new") == new.identity
+    assert keys.lookup(b"plain") is not None
+    assert keys.revoke("0" * 12) is None
+    assert read_key_file(path) == [new]
+    assert keys.revoke(new.key_id) == new
+    assert keys.lookup(b"new") is None
+    assert read_key_file(path) == keys.entries == []
+    assert keys.lookup(b"plain") is not None
+
+
+def test_the_first_key_created_closes_an_open_gateway(tmp_path: Path) -> None:
+    keys = store(data_dir=tmp_path)
+    opened = [keys.open]
+    keys.create(KeyEntry(hashlib.sha256(b"first").digest(), None, admin=True))
+    opened.append(keys.open)
+    assert keys.lookup(b"first") is not None
+    keys.revoke(keys.entries[0].key_id)
+    opened.append(keys.open)
+    assert opened == [True, False, False]
+    assert len(keys) == 0
+
+
+def test_changes_by_another_writer_are_kept(tmp_path: Path) -> None:
+    """A key added to the file since the store read it (the CLI's, or another gateway's) is
+    kept, and accepted, when this store changes the file."""
+    keys = store(data_dir=tmp_path)
+    path = tmp_path / "keys.yaml"
+    write(path, [entry("by-the-cli", owner="dave")])
+    keys.create(KeyEntry(hashlib.sha256(b"over-http").digest(), "erin"))
+    assert [e.owner for e in read_key_file(path)] == ["dave", "erin"]
+    assert keys.lookup(b"by-the-cli") is not None
+
+
+def test_concurrent_writers_lose_no_key(tmp_path: Path) -> None:
+    """Two stores on one file (as two processes) creating keys from many threads at once: the
+    file's lock orders them, and the file ends up with every key."""
+    first, second = store(data_dir=tmp_path), store(data_dir=tmp_path)
+    made = [KeyEntry(hashlib.sha256(str(n).encode()).digest(), f"u{n}") for n in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda e: (first if int(e.owner[1:]) % 2 else second).create(e), made))
+    on_file = read_key_file(tmp_path / "keys.yaml")
+    assert sorted(e.owner or "" for e in on_file) == sorted(e.owner or "" for e in made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.yaml"]
+
+
+def test_a_change_that_would_clash_with_a_fixed_key_leaves_the_file_alone(tmp_path: Path) -> None:
+    keys = store(data_dir=tmp_path, api_keys=["fixed"])
+    path = write(tmp_path / "keys.yaml", [entry("fixed")])
+    before = path.read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match="entry 1: the key is in API_KEYS too"):
+        keys.create(KeyEntry(hashlib.sha256(b"other").digest(), None))
+    assert path.read_text(encoding="utf-8") == before
+    assert keys.lookup(b"other") is None

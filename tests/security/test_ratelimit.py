@@ -306,10 +306,11 @@ def test_without_keys_requests_are_anonymous(
 
     app.add_api_route("/whoami", whoami)
     with serve(app) as url:
-        for _ in range(3):
+        for _ in range(3):  # unlimited, and (the gateway being open) allowed everything
             resp = httpx.get(f"{url}/whoami")
             assert resp.json() == {
-                "identity": "Identity(key_id=None, owner=None, rpm=None, tpm=None, rag=True)"
+                "identity": "Identity(key_id=None, owner=None, rpm=None, tpm=None, rag=True, "
+                "admin=True)"
             }
 
 

@@ -102,17 +102,17 @@ def test_health_is_degraded_while_redis_is_down(make_gateway: MakeGateway, tmp_p
         url = make_gateway(redis_url=f"unix://{tmp_path}/redis.sock")
         report = httpx.get(f"{url}/health").json()
         assert report["status"] == "ok"
-        assert report["redis"]["status"] == "up"
+        assert report["redis"]["status"] == "healthy"
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         time.sleep(2.1)  # the report is cached for 2 s
         report = httpx.get(f"{url}/health").json()
         assert report["status"] == "degraded"
-        assert report["redis"]["status"] == "down"
+        assert report["redis"]["status"] == "unhealthy"
         assert httpx.get(f"{url}/health/ready").status_code == 200
         process = start_redis(tmp_path)
         time.sleep(2.1)
-        assert httpx.get(f"{url}/health").json()["redis"]["status"] == "up"
+        assert httpx.get(f"{url}/health").json()["redis"]["status"] == "healthy"
     finally:
         process.terminate()
         process.wait(10)
