@@ -30,9 +30,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from app.errors import GatewayError
 from app.knowledge.service import Knowledge
-from app.providers.router import Router
+from app.providers.router import Attempt, Router
 from app.state.cache import Caches
 from app.state.ratelimit import RateLimiter
 
@@ -152,8 +151,9 @@ class Metrics:
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._http.labels(method, route, str(status)).observe(seconds)
 
-    def attempted(self, provider: str, error: GatewayError | None) -> None:
-        self._attempts.labels(provider, "ok" if error is None else error.code).inc()
+    def attempted(self, attempt: Attempt) -> None:
+        outcome = "ok" if attempt.error is None else attempt.error.code
+        self._attempts.labels(attempt.route.provider.name, outcome).inc()
 
     def fell_back(self, provider: str) -> None:
         self._fallbacks.labels(provider).inc()
