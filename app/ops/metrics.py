@@ -64,6 +64,7 @@ class TurnRecord:
     input_tokens: int
     output_tokens: int
     error: str = ""
+    finish_reasons: tuple[str, ...] = ()
 
 
 class Metrics:
