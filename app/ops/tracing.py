@@ -132,12 +132,13 @@ class Tracing:
 class TurnSpan:
     """One turn's span, ended by `end` when the turn's events end."""
 
-    __slots__ = ("_context", "_span", "_tracer")
+    __slots__ = ("_context", "_hit", "_span", "_tracer")
 
     def __init__(self, tracer: trace.Tracer, span: Span) -> None:
         self._tracer = tracer
         self._span = span
         self._context = trace.set_span_in_context(span)
+        self._hit = False
 
     async def within(self, opening: Awaitable[_T]) -> _T:
         """`opening` awaited with the turn's span current."""
@@ -161,9 +162,11 @@ class TurnSpan:
             yield item
 
     def cached(self, status: str | None) -> None:
-        """The response cache's part: `hit`, `miss` or `bypass` (None: not cacheable)."""
+        """The response cache's part: `hit` (then no tokens were used), `miss` or `bypass`
+        (None: not cacheable)."""
         if status is not None:
             self._span.set_attribute(CACHE, status)
+            self._hit = status == "hit"
 
     def tool(self, call_id: str, name: str, ok: bool, seconds: float) -> None:
         """One of the gateway's tool calls, done."""
@@ -191,7 +194,7 @@ class TurnSpan:
         if record.model:
             span.set_attribute(PROVIDER, record.model.partition("/")[0])
             span.set_attribute(RESPONSE_MODEL, record.model)
-        if record.input_tokens or record.output_tokens:
+        if (record.input_tokens or record.output_tokens) and not self._hit:
             span.set_attribute(INPUT_TOKENS, record.input_tokens)
             span.set_attribute(OUTPUT_TOKENS, record.output_tokens)
         if record.finish_reasons:

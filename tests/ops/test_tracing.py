@@ -283,8 +283,12 @@ def test_an_answer_from_the_cache_is_a_turn_without_attempts(
         assert chat(url, temperature=0).status_code == 200
     miss, hit = turns(exporter, 2)
     assert attributes(miss)["gateway.cache"] == "miss"
+    assert attributes(miss)["gen_ai.usage.output_tokens"] > 0
     assert [s.name for s in children(exporter, miss)] == ["retrieval", "chat gpt-test"]
-    assert attributes(hit)["gateway.cache"] == "hit"
+    seen = attributes(hit)
+    assert seen["gateway.cache"] == "hit"
+    assert seen["gen_ai.response.model"] == "openai/gpt-test"
+    assert "gen_ai.usage.output_tokens" not in seen  # the upstream was not asked
     assert [s.name for s in children(exporter, hit)] == ["retrieval"]
     assert httpx.get(f"{url}/metrics", timeout=10).status_code == 404  # traces without metrics
 
