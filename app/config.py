@@ -277,6 +277,9 @@ class KnowledgeSettings(_Section):
 class OpsSettings(_Section):
     metrics_enabled: bool = True
     otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = Field("ai-gateway", min_length=1)
+
+    _otlp = field_validator("otel_exporter_otlp_endpoint")(_http_url)
 
     watchdog_mode: Literal["supervise", "docker"] = "supervise"
     watchdog_url: str = ""

@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -43,6 +44,9 @@ from app.security.keys import KeyStore
 from app.services import open_services
 from app.tools.context import Plugin
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 log = logging.getLogger(__name__)
 
 
@@ -51,8 +55,10 @@ def create_app(
     tool_plugins: Iterable[Plugin] | None = None,
     *,
     freeze_startup: bool = False,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
-    """The gateway; `tool_plugins` replaces the built-in and installed tool plugins.
+    """The gateway; `tool_plugins` replaces the built-in and installed tool plugins, and
+    `span_exporter` (tests) receives the traces that OTEL_EXPORTER_OTLP_ENDPOINT would.
     `freeze_startup` (the server process's own app): what the lifespan makes (the embedder's
     torch, Chroma's client: millions of objects) is kept out of the collector's sight for good,
     so that its full passes stay short; an app of many in one process (tests) must not."""
@@ -68,7 +74,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        async with open_services(settings, persona, tool_plugins) as services:
+        async with open_services(settings, persona, tool_plugins, span_exporter) as services:
             if freeze_startup:
                 gc.collect()
                 gc.freeze()

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -23,6 +23,7 @@ from app.knowledge.directory import Jobs
 from app.knowledge.service import Knowledge, open_knowledge
 from app.ops.health import HealthChecker
 from app.ops.metrics import Metrics
+from app.ops.observers import observers
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
@@ -33,6 +34,11 @@ from app.state.responses import ResponseStore
 from app.state.sessions import SessionStore
 from app.tools.context import Plugin, ToolContext
 from app.tools.registry import ToolRegistry, load_registry
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from app.ops.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +68,17 @@ class Services:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, persona: Persona, tool_plugins: Iterable[Plugin] | None = None
+    settings: Settings,
+    persona: Persona,
+    tool_plugins: Iterable[Plugin] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> AsyncIterator[Services]:
-    """Every service, open; `tool_plugins` replaces the built-in and installed tool plugins."""
+    """Every service, open; `tool_plugins` replaces the built-in and installed tool plugins,
+    `span_exporter` the OTLP collector (and turns tracing on)."""
     async with AsyncExitStack() as stack:
+        tracing = _tracing(settings, span_exporter)
+        if tracing is not None:
+            stack.push_async_callback(tracing.aclose)  # last: it sends every span made before
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, keepalive_timeout=60),
             trust_env=False,
@@ -76,7 +89,8 @@ async def open_services(
         for provider in providers:
             stack.push_async_callback(provider.aclose)
         metrics = Metrics() if settings.ops.metrics_enabled else None
-        router = Router(providers, settings.providers, skipped, attempts=metrics)
+        observing = observers(metrics, tracing)
+        router = Router(providers, settings.providers, skipped, attempts=observing)
         redis, embedded_redis = await open_redis(settings.state, settings.server.data_dir)
         if embedded_redis is not None:
             stack.push_async_callback(embedded_redis.stop)
@@ -120,9 +134,9 @@ async def open_services(
                 settings=settings.knowledge,
                 token_budget=settings.state.token_budget,
                 side_timeout=settings.providers.request_timeout,
-                metrics=metrics,
+                observers=observing,
             ),
-            metrics=metrics,
+            observers=observing,
         )
         folder = Folder(
             router,
@@ -158,6 +172,14 @@ async def open_services(
             started=time.monotonic(),
             started_at=int(time.time()),
         )
+
+
+def _tracing(settings: Settings, exporter: SpanExporter | None) -> Tracing | None:
+    if not (settings.ops.otel_exporter_otlp_endpoint or exporter is not None):
+        return None
+    from app.ops.tracing import open_tracing  # OpenTelemetry's SDK, only when tracing is on
+
+    return open_tracing(settings.ops, exporter)
 
 
 def _check_model_ids(settings: Settings, skipped: dict[str, str]) -> None:

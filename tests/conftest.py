@@ -151,7 +151,8 @@ def make_gateway(
             overrides.setdefault("openai_base_url", f"{url}/v1")
             overrides.setdefault("openai_api_key", "upstream-key")
             plugins = overrides.pop("tool_plugins", None)
-            app = create_app(gateway_settings(**overrides), plugins)
+            exporter = overrides.pop("span_exporter", None)
+            app = create_app(gateway_settings(**overrides), plugins, span_exporter=exporter)
             return stack.enter_context(serve(app))
 
         yield make

@@ -27,7 +27,7 @@ from typing import Any
 
 from app.chat.completion import as_chat, in_order
 from app.chat.context import counter_for, last_user_text
-from app.chat.events import Event
+from app.chat.events import NO_USAGE, Event
 from app.chat.grounding import NOTHING, Asker, Grounder, Placed, placed_messages, render
 from app.chat.persona import Persona
 from app.chat.replay import replayed, store
@@ -37,7 +37,7 @@ from app.chat.turn import Meter, Turn, read
 from app.config import ProviderSettings, ToolSettings
 from app.errors import GatewayError, InvalidRequest, NoCompletions
 from app.ids import new_id
-from app.ops.metrics import Metrics, TurnRecord
+from app.ops.observers import Observers
 from app.providers.router import Needs, OpenStream, Route, Router
 from app.state.cache import Caches
 from app.tools import detector
@@ -63,10 +63,10 @@ class Engine:
         providers: ProviderSettings,
         tools: ToolSettings,
         grounder: Grounder,
-        metrics: Metrics | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.router = router
-        self._metrics = metrics
+        self._observers = observers
         self.grounder = grounder
         self.persona = persona
         self._registry = registry
@@ -99,17 +99,20 @@ class Engine:
         task the client says the request is (OpenWebUI's `X-OpenWebUI-Task: {{TASK}}`).
         `asker`: the user the turn is grounded for (`chat/grounding.py`), with the grounding
         already `placed` in `body` by a stateful turn, else looked up here."""
-        return await self._metered("chat", self._chat(body, needs, route, task, asker, placed))
+        opening = self.open_chat(body, needs, route, task, asker, placed)
+        return await self.observed("chat", body.get("model"), opening)
 
-    async def _chat(
+    async def open_chat(
         self,
         body: dict[str, Any],
         needs: Needs,
-        route: Route | None,
-        task: str,
-        asker: Asker | None,
-        placed: Placed | None,
+        route: Route | None = None,
+        task: str = "",
+        asker: Asker | None = None,
+        placed: Placed | None = None,
     ) -> Turn:
+        """`chat`'s turn, unobserved: for a caller that observes a turn of its own around it
+        (a stateful turn)."""
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
         route = route or await self.router.resolve(body.get("model"))
@@ -150,21 +153,29 @@ class Engine:
             store(turn, cache, key, self._caches.tools.ttl)
         return turn
 
-    async def _metered(self, operation: str, opening: Awaitable[Turn]) -> Turn:
-        """The turn `opening` gives, recorded in the metrics as its events pass (a failure to
-        open it, at once); answers from the response cache are not model turns."""
-        started = time.perf_counter()
-        metrics = self._metrics
-        if metrics is None:
+    async def observed(self, operation: str, model: str | None, opening: Awaitable[Turn]) -> Turn:
+        """The turn `opening` gives, observed as its events pass (a failure to open it, at
+        once): in the metrics, and in a span of its own whose children are the turn's provider
+        attempts, tools and retrieval. `model` is the one the client asked for. Answers from
+        the response cache are not model turns for the metrics."""
+        observers = self._observers
+        if observers is None:
             return await opening
+        started = time.perf_counter()
+        tracing = observers.tracing
+        span = None if tracing is None else tracing.turn(operation, model or "")
         try:
-            turn = await opening
-        except GatewayError as exc:
-            elapsed = time.perf_counter() - started
-            metrics.turn(TurnRecord(operation, "", elapsed, None, 0, 0, exc.code))
+            turn = await (opening if span is None else span.within(opening))
+        except BaseException as exc:
+            meter = Meter(observers.metrics, span, operation, started)
+            meter.record("", 0.0, NO_USAGE, [], _error_type(exc))
             raise
-        if turn.cache != "hit":
-            turn.meter = Meter(metrics, operation, started)
+        if span is not None:
+            span.cached(turn.cache)
+            turn.source = span.events(turn.source)
+        metrics = None if turn.cache == "hit" else observers.metrics
+        if metrics is not None or span is not None:
+            turn.meter = Meter(metrics, span, operation, started)
         return turn
 
     async def complete(self, body: dict[str, Any], needs: Needs) -> Turn:
@@ -172,7 +183,9 @@ class Engine:
         strings, each continued as is, in order, within one TOTAL_TIMEOUT. Natively where the
         provider completes prompts, else as a chat (retries, breakers and fallbacks either
         way). The first prompt's first chunk has come."""
-        return await self._metered("text_completion", self._complete(body, needs))
+        return await self.observed(
+            "text_completion", body.get("model"), self._complete(body, needs)
+        )
 
     async def _complete(self, body: dict[str, Any], needs: Needs) -> Turn:
         route = await self.router.resolve(body.get("model"))
@@ -311,3 +324,10 @@ class Engine:
         stored = None if found is None else {"name": found.name, "arguments": found.arguments}
         await intent.put(text, enabled, route.id, stored)
         return found
+
+
+def _error_type(exc: BaseException) -> str:
+    """How a turn that failed is recorded, as `Turn.events` does."""
+    if isinstance(exc, GatewayError):
+        return exc.code
+    return "_OTHER" if isinstance(exc, Exception) else "cancelled"

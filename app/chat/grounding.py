@@ -30,7 +30,7 @@ from app.knowledge.documents import Passage
 from app.knowledge.facts import Fact, Forget, extract
 from app.knowledge.memory import Change
 from app.knowledge.service import Grounding, Knowledge
-from app.ops.metrics import Metrics
+from app.ops.observers import Observers
 from app.providers.router import Route, Router
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Grounder:
         settings: KnowledgeSettings,
         token_budget: int,
         side_timeout: float,
-        metrics: Metrics | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self._knowledge = knowledge
         self._router = router
@@ -150,7 +150,7 @@ class Grounder:
         self._budget = token_budget
         self._side_timeout = side_timeout
         self._learning: dict[str, asyncio.Lock] = {}
-        self._metrics = metrics
+        self._observers = observers
 
     def room(self, messages: list[Message], counter: TokenCounter) -> int:
         return max(self._budget - counter.prompt(messages), self._budget // 4)
@@ -166,8 +166,10 @@ class Grounder:
         except KnowledgeUnavailable as exc:  # the turn is answered ungrounded, not refused
             log.warning("turn answered without documents and memories: %s", exc.message)
             return Grounding()
-        if self._metrics is not None:
-            self._metrics.retrieval(time.perf_counter() - started, len(grounding.passages))
+        if self._observers is not None:
+            self._observers.retrieval(
+                time.perf_counter() - started, len(grounding.passages), len(grounding.memories)
+            )
         return grounding
 
     def events(

@@ -107,7 +107,11 @@ class Conversations:
         self._side_timeout = side_timeout
 
     async def open(self, ask: Ask) -> Turn:
-        """Load the session, pack the context and wait for the answer's first chunk."""
+        """Load the session, pack the context and wait for the answer's first chunk; observed
+        as one turn from here (its retrieval, the answer, the follow-ups)."""
+        return await self._engine.observed("chat", ask.model, self._open(ask))
+
+    async def _open(self, ask: Ask) -> Turn:
         started = time.perf_counter()
         session_id = ask.session_id or str(uuid.uuid4())
         session, unfolded = await self._store.load(session_id)
@@ -132,7 +136,7 @@ class Conversations:
             counter=counter,
         )
         packed = replace(packed, tokens=packed.tokens + extra)
-        answer = await self._engine.chat(
+        answer = await self._engine.open_chat(
             {"model": route.id, "messages": placed_messages(packed.messages, placed)},
             Needs(whole=not ask.streamed),
             route,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.chat.events import (
     NO_USAGE,
@@ -24,6 +24,9 @@ from app.ids import new_id
 from app.ops.metrics import Metrics, TurnRecord
 from app.providers.router import OpenStream
 
+if TYPE_CHECKING:
+    from app.ops.tracing import TurnSpan  # imported only when tracing is on
+
 CacheStatus = Literal["hit", "miss", "bypass"]
 _ANSWER = frozenset({Reasoning, Refusal, ToolCallDelta})
 """Besides `Text`, the kinds whose first event is the answer's first token."""
@@ -31,25 +34,38 @@ _ANSWER = frozenset({Reasoning, Refusal, ToolCallDelta})
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    """Where a turn's events are recorded, what operation it is, and when it was asked
-    (time.perf_counter())."""
+    """Who is told of a turn as its events pass (the metrics, the turn's span, or both), what
+    operation it is, and when it was asked (time.perf_counter())."""
 
-    metrics: Metrics
+    metrics: Metrics | None
+    span: TurnSpan | None
     operation: str
     started: float
 
-    def record(self, model: str, first: float, usage: Usage, error: str) -> None:
-        self.metrics.turn(
-            TurnRecord(
-                operation=self.operation,
-                model=model,
-                seconds=time.perf_counter() - self.started,
-                ttft=first - self.started if first else None,
-                input_tokens=usage.prompt_tokens,
-                output_tokens=usage.completion_tokens,
-                error=error,
-            )
+    def tool(self, finished: ToolFinished) -> None:
+        outcome = finished.outcome
+        if self.metrics is not None:
+            self.metrics.tool_call(outcome.name, outcome.ok, outcome.seconds)
+        if self.span is not None:
+            self.span.tool(finished.call_id, outcome.name, outcome.ok, outcome.seconds)
+
+    def record(
+        self, model: str, first: float, usage: Usage, finishes: list[str], error: str
+    ) -> None:
+        record = TurnRecord(
+            operation=self.operation,
+            model=model,
+            seconds=time.perf_counter() - self.started,
+            ttft=first - self.started if first else None,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            error=error,
+            finish_reasons=tuple(finishes),
         )
+        if self.metrics is not None:
+            self.metrics.turn(record)
+        if self.span is not None:
+            self.span.end(record)
 
 
 @dataclass(slots=True)
@@ -75,6 +91,7 @@ class Turn:
     async def events(self) -> AsyncGenerator[Event, None]:
         meter = self.meter
         first = 0.0
+        finishes: list[str] = []
         error = "cancelled"  # unless the events end or fail: the client went away
         try:
             async for event in self.source:
@@ -85,9 +102,11 @@ class Turn:
                         first = time.perf_counter()
                     if type(event) is Usage:
                         self.usage = event
-                    elif type(event) is ToolFinished and meter is not None:
-                        outcome = event.outcome
-                        meter.metrics.tool_call(outcome.name, outcome.ok, outcome.seconds)
+                    elif meter is not None:
+                        if type(event) is Finish:
+                            finishes.append(event.reason)
+                        elif type(event) is ToolFinished:
+                            meter.tool(event)
                 yield event
             error = ""
         except GatewayError as exc:
@@ -98,7 +117,7 @@ class Turn:
             raise
         finally:
             if meter is not None:
-                meter.record(self.model, first, self.usage or NO_USAGE, error)
+                meter.record(self.model, first, self.usage or NO_USAGE, finishes, error)
 
 
 async def read(opened: OpenStream, deadline: float, total_timeout: float) -> AsyncIterator[Event]:

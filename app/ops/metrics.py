@@ -30,9 +30,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from app.errors import GatewayError
 from app.knowledge.service import Knowledge
-from app.providers.router import Router
+from app.providers.router import Attempt, Router
 from app.state.cache import Caches
 from app.state.ratelimit import RateLimiter
 
@@ -65,6 +64,7 @@ class TurnRecord:
     input_tokens: int
     output_tokens: int
     error: str = ""
+    finish_reasons: tuple[str, ...] = ()
 
 
 class Metrics:
@@ -161,8 +161,8 @@ class Metrics:
             child = self._http_children[key] = self._http.labels(method, route, str(status))
         child.observe(seconds)
 
-    def attempted(self, provider: str, error: GatewayError | None) -> None:
-        key = (provider, "ok" if error is None else error.code)
+    def attempted(self, attempt: Attempt) -> None:
+        key = (attempt.route.provider.name, "ok" if attempt.error is None else attempt.error.code)
         child = self._attempt_children.get(key)
         if child is None:
             child = self._attempt_children[key] = self._attempts.labels(*key)

@@ -65,10 +65,24 @@ class Needs:
     """A raw completion of the body's prompt (`Provider.stream_completion`), not a chat."""
 
 
-class Attempts(Protocol):
-    """Who is told of each request to a provider (the metrics)."""
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request to a provider, done: to the first chunk, or for a `whole` answer to its
+    end."""
 
-    def attempted(self, provider: str, error: GatewayError | None) -> None: ...
+    route: Route
+    operation: str
+    """What was asked: `chat`, or `text_completion` for a raw completion."""
+    seconds: float
+    error: GatewayError | None
+    fallback: bool
+    """The route is a fallback's: the requested model had failed."""
+
+
+class Attempts(Protocol):
+    """Who is told of each request to a provider (the metrics, the traces)."""
+
+    def attempted(self, attempt: Attempt) -> None: ...
 
     def fell_back(self, provider: str) -> None: ...
 
@@ -209,7 +223,7 @@ class Router:
             return opened
         for route in await self._fallbacks(primary, needs):
             try:
-                opened = await self._attempt(route, body, errors, needs)
+                opened = await self._attempt(route, body, errors, needs, fallback=True)
             except GatewayError as exc:
                 errors.append(exc)
                 continue
@@ -256,7 +270,12 @@ class Router:
         return "".join(parts).strip()
 
     async def _attempt(
-        self, route: Route, body: dict[str, Any], errors: list[GatewayError], needs: Needs
+        self,
+        route: Route,
+        body: dict[str, Any],
+        errors: list[GatewayError],
+        needs: Needs,
+        fallback: bool = False,
     ) -> OpenStream | None:
         """Try one route up to `RETRY_ATTEMPTS` times; for a `whole` answer, an attempt
         succeeds only once the whole answer has come. Retryable failures are appended to
@@ -274,6 +293,7 @@ class Router:
                     )
                 )
                 return None
+            began = time.perf_counter()
             stream = _start(route, body, needs)
             rest: AsyncGenerator[Chunk, None] = stream
             try:
@@ -290,12 +310,10 @@ class Router:
                 raise
             else:
                 self.breakers.success(provider, model)
-                if self._attempts is not None:
-                    self._attempts.attempted(provider, None)
+                self._tell(route, needs, began, None, fallback)
                 return OpenStream(route, first, rest)
             await stream.aclose()
-            if self._attempts is not None:
-                self._attempts.attempted(provider, error)
+            self._tell(route, needs, began, error, fallback)
             if not error.retryable:
                 self.breakers.release(provider, model)
                 raise error
@@ -309,6 +327,14 @@ class Router:
                 return None
             await asyncio.sleep(delay)
         return None
+
+    def _tell(
+        self, route: Route, needs: Needs, began: float, error: GatewayError | None, fallback: bool
+    ) -> None:
+        if self._attempts is not None:
+            operation = "text_completion" if needs.completion else "chat"
+            seconds = time.perf_counter() - began
+            self._attempts.attempted(Attempt(route, operation, seconds, error, fallback))
 
     async def _rest(self, route: Route, stream: AsyncGenerator[Chunk, None]) -> list[Chunk]:
         """The rest of an answer used only whole. As a streamed answer, it may last TOTAL_TIMEOUT,
