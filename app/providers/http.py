@@ -131,7 +131,8 @@ async def translate_errors(provider: str) -> AsyncIterator[None]:
             provider, "the connection closed before the answer was complete"
         ) from exc
     except aiohttp.ClientError as exc:
-        log.info("%s failed: %r", provider, exc)
+        # Not its repr: a response error's holds the request's headers, the upstream's key too.
+        log.info("%s failed: %s: %s", provider, type(exc).__name__, exc)
         raise UpstreamError(
             provider, "the connection failed before the answer was complete"
         ) from exc
