@@ -15,7 +15,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, StreamingResponse
 from starlette.routing import Route
 
 from app.providers.base import Capabilities
@@ -144,6 +144,35 @@ def test_an_upstream_redirecting_in_a_loop_leaves_its_key_out_of_the_log(
     failures = [r.getMessage() for r in caplog.records if r.name == "app.providers.http"]
     assert failures
     assert all(message.startswith("openai failed: TooManyRedirects: ") for message in failures)
+    assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
+
+
+async def _validation_error(request: Request) -> JSONResponse:
+    """FastAPI's 422 (vLLM and other Python servers answer so), quoting the value it refused."""
+    body = await request.json()
+    problem = {
+        "type": "missing",
+        "loc": ["body", "messages", 0, "content"],
+        "msg": "Field required",
+        "input": body["messages"][-1],
+    }
+    return JSONResponse({"detail": [problem]}, status_code=422)
+
+
+def test_a_validation_error_is_passed_on_without_the_values_it_quotes(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = Route("/v1/chat/completions", _validation_error, methods=["POST"])
+    refusing = Starlette(routes=[route])
+    caplog.set_level(logging.INFO)
+    with serve(refusing) as upstream:
+        url = make_gateway(openai_base_url=f"{upstream}/v1")
+        body = {"model": "openai/m", "messages": [{"role": "user", "content": "my SECRET text"}]}
+        resp = httpx.post(f"{url}/v1/chat/completions", json=body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message == "openai: body.messages.0.content: Field required"
+    assert caplog.records
     assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
 
 
