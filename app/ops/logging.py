@@ -14,8 +14,8 @@ import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import FrameType
 from datetime import UTC
+from types import FrameType
 from typing import Any, TextIO
 
 import orjson
@@ -278,8 +278,10 @@ def setup_logging(server: ServerSettings, stream: TextIO | None = None) -> None:
     )
     atexit.register(logger.remove)  # before the stream closes (atexit runs last in first)
     root = logging.getLogger()
-    root.handlers[:] = [InterceptHandler()]
+    root.handlers[:] = [InterceptHandler(server.log_level)]
     root.setLevel(server.log_level)
+    # httpx's line for each request shows its URL, in which a tool's query or a key may be.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
