@@ -16,12 +16,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 from loguru import logger
 
 from app.config import ServerSettings
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
 
 log = logging.getLogger(__name__)
 content_log = logging.getLogger("app.content")
@@ -106,7 +109,7 @@ class InterceptHandler(logging.Handler):
 # --- redaction ---------------------------------------------------------------------------------
 
 _SECRET = re.compile(
-    r"\b(?P<name>authorization|x-api-key|api[-_]?key)(?P<sep>[\\\"']*\s*[:=]\s*[\\\"']*)"
+    r"(?<![a-z0-9])(?P<name>authorization|x-api-key|api[-_]?key)(?P<sep>[\\\"']*\s*[:=]\s*[\\\"']*)"
     r"(?:(?:bearer|basic|token)\s+)?[^\s\"'\\,;]+"
     r"|\b(?P<scheme>bearer|basic)\s+[^\s\"'\\,;]+"
     r"|\b(?P<prefix>gk|sk)-[\w-]{3,}",
@@ -129,9 +132,6 @@ def redact(text: str) -> str:
 
 
 # --- lines -------------------------------------------------------------------------------------
-
-Record = dict[str, Any]
-"""A loguru record."""
 
 _LEVEL_MARKS = {"DEBUG": "🐛", "INFO": "💬", "WARNING": "⚠️", "ERROR": "❌", "CRITICAL": "🔥"}
 _KIND_MARKS = {"uvicorn": "🦄", "llama.cpp": "🦙", "app.content": "📝"}
@@ -231,7 +231,7 @@ class _Sink:
         self._stream = stream
         self._form = form
 
-    def write(self, message: Any) -> None:
+    def write(self, message: Message) -> None:
         self._stream.write(redact(self._form(message.record)) + "\n")
         self._stream.flush()
 
@@ -283,8 +283,10 @@ def setup_logging(server: ServerSettings, stream: TextIO | None = None) -> None:
     # httpx's line for each request shows its URL, in which a tool's query or a key may be.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+        uvicorn = logging.getLogger(name)
+        uvicorn.handlers.clear()
+        uvicorn.propagate = True
+        uvicorn.setLevel(logging.NOTSET)  # LOG_LEVEL, whatever a uvicorn config said
     logging.getLogger("uvicorn.access").disabled = True
     logging.captureWarnings(True)
     adopt_library_loggers()

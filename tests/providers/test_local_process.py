@@ -24,7 +24,9 @@ pytestmark = [
     ),
 ]
 
-RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+RECORD = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+)
 
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])

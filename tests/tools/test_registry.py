@@ -155,7 +155,10 @@ async def echoing(query: str) -> str:
 async def test_a_failure_is_logged_without_its_message_which_may_quote_the_arguments(
     context: ToolContext, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = load_registry(context, [lambda register, _: register(echoing)])
+    def echoing_plugin(register: Register, _: ToolContext) -> None:
+        register(echoing)
+
+    registry = load_registry(context, [echoing_plugin])
     caplog.set_level(logging.INFO, logger="app.tools.registry")
     outcome = await registry.call("echoing", {"query": "my SECRET plans"})
     assert "my SECRET plans" in outcome.content  # the model is told
