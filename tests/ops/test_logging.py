@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,16 +105,19 @@ def json_gateway(
     openai_server: tuple[str, OpenAIUpstreamState], redis_url: str, tmp_path_factory: Any
 ) -> Iterator[Gateway]:
     log = tmp_path_factory.mktemp("json") / "gateway.log"
-    with gateway(openai_server[0], redis_url, log, LOG_FORMAT="json") as running:
+    # a zone far from UTC: the lines' time must still be UTC's
+    with gateway(openai_server[0], redis_url, log, LOG_FORMAT="json", TZ="Asia/Kolkata") as running:
         yield running
 
 
 def test_every_line_is_a_json_object_with_the_stable_fields(json_gateway: Gateway) -> None:
     json_gateway.access(json_gateway.chat("openai/gpt-test"))
     lines = json_gateway.lines()
+    now = datetime.now(UTC)
     for line in lines:
         assert list(line)[:5] == FIELDS, line
         assert ISO_UTC.match(line["time"]), line
+        assert abs(datetime.fromisoformat(line["time"]) - now) < timedelta(minutes=5)
         assert line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     said = {(line["logger"], line["message"]) for line in lines}
     assert ("uvicorn.error", "Application startup complete.") in said  # uvicorn's own logger
