@@ -113,7 +113,7 @@ class InterceptHandler(logging.Handler):
 _SECRET = re.compile(
     r"(?<![a-z0-9])(?P<name>authorization|x-api-key|api[-_]?key)(?P<sep>[\\\"']*\s*[:=]\s*[\\\"']*)"
     r"(?:(?:bearer|basic|token)\s+)?[^\s\"'\\,;]+"
-    r"|\b(?P<scheme>bearer|basic)\s+[^\s\"'\\,;]+"
+    r"|\b(?P<scheme>bearer)\s+[^\s\"'\\,;]+"
     r"|\b(?P<prefix>gk|sk)-[\w-]{3,}",
     re.IGNORECASE,
 )
@@ -128,12 +128,12 @@ def _masked(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` with API keys (`gk-…`, `sk-…`), Bearer and Basic credentials and the values of
+    """`text` with API keys (`gk-…`, `sk-…`), Bearer credentials and the values of
     Authorization, x-api-key and api_key fields masked: the last guard of every line's message,
     exception and path. Searched only when a hint of one is there (the search costs 20 times
     as much)."""
     lowered = text.lower()
-    if "k-" in lowered or "bearer" in lowered or "basic" in lowered or "key" in lowered:
+    if "k-" in lowered or "key" in lowered or "authoriz" in lowered or "bearer" in lowered:
         return _SECRET.sub(_masked, text)
     return text
 
