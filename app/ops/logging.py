@@ -165,7 +165,7 @@ def _origin(record: Record) -> tuple[str, str, Exchange | None]:
 def _exception(record: Record) -> str:
     """The record's traceback, without the values of locals; empty when it has none."""
     error = record["exception"]
-    if error is None:
+    if error is None or error.type is None:  # exc_info=True outside an `except`
         return ""
     trace = traceback.format_exception(error.type, error.value, error.traceback)
     return redact("".join(trace).rstrip())
@@ -180,8 +180,7 @@ def _second(second: int, utc: bool) -> str:
 
 
 def _stamp(moment: datetime, utc: bool) -> str:
-    second = moment.timestamp()
-    return f"{_second(int(second), utc)}.{moment.microsecond // 1000:03d}"
+    return f"{_second(int(moment.timestamp()), utc)}.{moment.microsecond // 1000:03d}"
 
 
 def _mark(level: str, name: str, told: Exchange | None) -> str:
