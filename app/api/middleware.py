@@ -92,7 +92,8 @@ def _quoted(text: str) -> str:
 
 def _reason(body: bytes) -> str:
     """The message of a refusal's error body (OpenAI's or Anthropic's shape), for the access
-    log: the gateway's own words, which name fields but never echo a key or a message's text."""
+    log: the gateway's own words or an upstream's error message (a validation error's values
+    left out), which name fields but never echo a key or a message's text."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
