@@ -193,3 +193,19 @@ def test_log_content_keeps_the_users_message_and_the_answers_beginning(
     (content,) = [r for r in caplog.records if r.name == "app.content"]
     assert content.getMessage() == f'user: "hi" answer: "{told.answer}"'
     assert content.levelno == logging.DEBUG
+
+
+def test_log_content_keeps_a_stateful_turns_message_and_answer(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_gateway(log_content=True)
+    caplog.set_level(logging.DEBUG, logger="app")
+    body = {"user_id": "u1", "message": "hi", "model": "openai/gpt-test"}
+    resp = httpx.post(f"{url}/chat", json=body)
+    assert resp.status_code == 200, resp.text
+    told: Exchange = access_record(caplog, resp.headers["x-request-id"]).exchange  # type: ignore[attr-defined]
+    assert told.question == "hi"  # not the packed context around it
+    assert told.answer
+    assert told.answer in resp.text
+    assert told.model == "openai/gpt-test"
+    assert told.input_tokens
