@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings()
-        setup_logging(settings.server.log_level)
+        setup_logging(settings.server)
         workers = settings.server.workers
         if workers > 1:
             _check_workers(settings)
@@ -74,7 +74,7 @@ def worker_app() -> Any:
     from app.main import create_app
 
     settings = load_settings()
-    setup_logging(settings.server.log_level)
+    setup_logging(settings.server)
     _tune_gc()
     return create_app(settings, freeze_startup=True)
 

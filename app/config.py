@@ -3,13 +3,14 @@ and each component is given only the sections it uses.
 
 | section   | what                                                              |
 |-----------|-------------------------------------------------------------------|
-| server    | where to listen, logging, the data directory, persona, CORS       |
+| server    | where to listen, logs (level, form, content), the data directory, |
+|           | persona, CORS                                                     |
 | providers | routing, fallbacks, timeouts, retries, breakers, each provider    |
 | tools     | which tools, their limits, the tool loop, each tool's services    |
 | state     | Redis, sessions, context packing, caches                          |
 | security  | API keys, rate limits, whom a request may act for                 |
 | knowledge | the embedder, Chroma, documents, retrieval, per-user memory       |
-| ops       | metrics, tracing, logs' form, the watchdog, alerts                 |
+| ops       | metrics, tracing, the watchdog, alerts                            |
 
 The agents issue adds its own section the same way.
 """
@@ -61,6 +62,8 @@ class ServerSettings(_Section):
     port: int = Field(9099, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["human", "json", "auto"] = "human"
+    log_content: bool = False
     data_dir: Path = Path("data")
     persona_path: Path = Path("persona.json")
     cors_origins: CommaList = []
@@ -73,6 +76,11 @@ class ServerSettings(_Section):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
 
 class ProviderSettings(_Section):

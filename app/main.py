@@ -38,7 +38,7 @@ from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.config import Settings, load_settings
-from app.ops.logging import install_log_context
+from app.ops.logging import adopt_library_loggers, install_log_context
 from app.security.auth import Access, install_auth
 from app.security.keys import KeyStore
 from app.services import open_services
@@ -75,6 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with open_services(settings, persona, tool_plugins, span_exporter) as services:
+            adopt_library_loggers()
             if freeze_startup:
                 gc.collect()
                 gc.freeze()
@@ -114,5 +115,5 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After", "X-Cache", "X-Tools-Dropped"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, log_content=settings.server.log_content)
     return app

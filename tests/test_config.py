@@ -48,6 +48,8 @@ def test_defaults() -> None:
     assert settings.providers.request_timeout == 45
     assert settings.providers.total_timeout == 600
     assert settings.server.log_level == "INFO"
+    assert settings.server.log_format == "human"
+    assert settings.server.log_content is False
     assert settings.server.data_dir == Path("data")
     assert settings.security.api_keys == []
     assert settings.providers.fallback_models == []
@@ -105,6 +107,14 @@ def test_documented_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.server.persona_path == tmp_path / "persona.json"
     assert settings.providers.models_cache_ttl == 0
     assert settings.providers.local_enabled is False
+
+
+def test_log_format_and_content_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("LOG_CONTENT", "true")
+    settings = load_settings(_env_file=None)
+    assert settings.server.log_format == "json"
+    assert settings.server.log_content is True
 
 
 def test_environment_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,6 +189,7 @@ def test_dotenv_in_the_working_directory_is_read(
         ("OPENAI_BASE_URL", "localhost:8000/v1", "http"),
         ("LLAMACPP_BASE_URL", "llama:8080", "http"),
         ("LOG_LEVEL", "loud", "DEBUG"),
+        ("LOG_FORMAT", "yaml", "'human', 'json' or 'auto'"),
         ("OLLAMA_AUTO_PULL", "perhaps", "bool"),
         ("MODELS_CACHE_TTL", "-5", "greater than or equal to 0"),
         ("WATCHDOG_MODE", "kubernetes", "supervise"),

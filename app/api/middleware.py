@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import RequestTooLarge
 from app.ids import new_id
-from app.ops.logging import request_id
+from app.ops.logging import Exchange, content_log, exchange, request_id
 from app.security.ratelimit import send_error
 
 log = logging.getLogger("app.access")
@@ -22,10 +22,13 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 class RequestContextMiddleware:
     """Takes `X-Request-ID` from the request (or makes one), puts it in the logging context
-    and on the response, and logs one access line when the response has been sent."""
+    and on the response, and logs one access line when the response has been sent: with the
+    model and tokens of the request's turn, the reason of a refusal, and (`log_content`,
+    LOG_CONTENT) a DEBUG line with the user's message and the answer's beginning."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, log_content: bool = False) -> None:
         self.app = app
+        self.log_content = log_content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,31 +41,30 @@ class RequestContextMiddleware:
                 break
         if not _SAFE_ID.match(rid):
             rid = new_id(hex_digits=32)
+        told = Exchange(scope["method"], scope["path"], self.log_content)
         token = request_id.set(rid)
+        told_token = exchange.set(told)
         started = time.perf_counter()
-        status = 0
-        reason = ""
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, reason
             if message["type"] == "http.response.start":
-                status = message["status"]
+                told.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-            elif 400 <= status < 500 and not reason:
-                reason = _reason(message.get("body", b""))
+            elif 400 <= told.status < 500 and not told.reason:
+                told.reason = _reason(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            _measure(scope, status, seconds)
-            elapsed = seconds * 1000
-            method, path = scope["method"], scope["path"]
-            if reason:
-                log.info("%s %s %d %.1fms: %s", method, path, status, elapsed, reason)
-            else:
-                log.info("%s %s %d %.1fms", method, path, status, elapsed)
+            _measure(scope, told.status, seconds)
+            told.duration_ms = seconds * 1000
+            log.info("%s", told, extra={"exchange": told})
+            if told.content and told.model and content_log.isEnabledFor(logging.DEBUG):
+                said, answered = _quoted(told.question), _quoted(told.answer)
+                content_log.debug("user: %s answer: %s", said, answered)
+            exchange.reset(told_token)
             request_id.reset(token)
 
 
@@ -83,9 +85,15 @@ def _measure(scope: Scope, status: int, seconds: float) -> None:
     metrics.http_request(method, template, status, seconds)
 
 
+def _quoted(text: str) -> str:
+    """`text` on one line, in JSON's quotes."""
+    return orjson.dumps(text).decode()
+
+
 def _reason(body: bytes) -> str:
     """The message of a refusal's error body (OpenAI's or Anthropic's shape), for the access
-    log: the gateway's own words, which name fields but never echo a key or a message's text."""
+    log: the gateway's own words or an upstream's error message (a validation error's values
+    left out), which name fields but never echo a key or a message's text."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.chat.completion import as_chat, in_order
-from app.chat.context import counter_for, last_user_text
+from app.chat.context import counter_for, last_user_text, text_of
 from app.chat.events import NO_USAGE, Event
 from app.chat.grounding import NOTHING, Asker, Grounder, Placed, placed_messages, render
 from app.chat.persona import Persona
@@ -37,6 +37,7 @@ from app.chat.turn import Meter, Turn, read
 from app.config import ProviderSettings, ToolSettings
 from app.errors import GatewayError, InvalidRequest, NoCompletions
 from app.ids import new_id
+from app.ops.logging import exchange
 from app.ops.observers import Observers
 from app.providers.router import Needs, OpenStream, Route, Router
 from app.state.cache import Caches
@@ -113,6 +114,8 @@ class Engine:
     ) -> Turn:
         """`chat`'s turn, unobserved: for a caller that observes a turn of its own around it
         (a stateful turn)."""
+        if (told := exchange.get(None)) is not None and told.content:
+            told.question = _last_user_message(body["messages"])
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
         route = route or await self.router.resolve(body.get("model"))
@@ -183,6 +186,8 @@ class Engine:
         strings, each continued as is, in order, within one TOTAL_TIMEOUT. Natively where the
         provider completes prompts, else as a chat (retries, breakers and fallbacks either
         way). The first prompt's first chunk has come."""
+        if (told := exchange.get(None)) is not None and told.content:
+            told.question = body["prompt"][-1]
         return await self.observed(
             "text_completion", body.get("model"), self._complete(body, needs)
         )
@@ -331,3 +336,8 @@ def _error_type(exc: BaseException) -> str:
     if isinstance(exc, GatewayError):
         return exc.code
     return "_OTHER" if isinstance(exc, Exception) else "cancelled"
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> str:
+    """The text of the last message a user sent, for the content log (LOG_CONTENT)."""
+    return next((text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")

@@ -21,6 +21,7 @@ from app.chat.events import (
 )
 from app.errors import AnswerTooLong, GatewayError, UpstreamError
 from app.ids import new_id
+from app.ops.logging import CONTENT_CHARS, Exchange, exchange
 from app.ops.metrics import Metrics, TurnRecord
 from app.providers.router import OpenStream
 
@@ -90,11 +91,17 @@ class Turn:
 
     async def events(self) -> AsyncGenerator[Event, None]:
         meter = self.meter
+        told = exchange.get(None)  # the request answered, whose access line names model and usage
+        source = self.source
+        if told is not None:
+            told.model = self.model
+            if told.content:
+                source = _noted(source, told)
         first = 0.0
         finishes: list[str] = []
         error = "cancelled"  # unless the events end or fail: the client went away
         try:
-            async for event in self.source:
+            async for event in source:
                 if type(event) is Text:  # most events: checked first, and cheaply
                     first = first or time.perf_counter()
                 else:
@@ -102,6 +109,9 @@ class Turn:
                         first = time.perf_counter()
                     if type(event) is Usage:
                         self.usage = event
+                        if told is not None:
+                            told.input_tokens = event.prompt_tokens
+                            told.output_tokens = event.completion_tokens
                     elif meter is not None:
                         if type(event) is Finish:
                             finishes.append(event.reason)
@@ -118,6 +128,20 @@ class Turn:
         finally:
             if meter is not None:
                 meter.record(self.model, first, self.usage or NO_USAGE, finishes, error)
+
+
+async def _noted(source: AsyncIterator[Event], told: Exchange) -> AsyncGenerator[Event, None]:
+    """`source`, the beginning of whose answer is kept for the content log (LOG_CONTENT)."""
+    parts: list[str] = []
+    size = 0
+    try:
+        async for event in source:
+            if type(event) is Text and event.choice == 0 and size < CONTENT_CHARS:
+                parts.append(event.text)
+                size += len(event.text)
+            yield event
+    finally:
+        told.answer = "".join(parts)[:CONTENT_CHARS]
 
 
 async def read(opened: OpenStream, deadline: float, total_timeout: float) -> AsyncIterator[Event]:

@@ -45,7 +45,8 @@ async def iter_lines(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, Non
 
 def error_message(raw: bytes) -> str:
     """The message inside an OpenAI (`{"error": {"message"}}`) or Ollama (`{"error": "..."}`)
-    error body, else the body's text."""
+    error body, or the problems a validation error (FastAPI's `{"detail": [...]}`) lists, without
+    the request's values that it quotes; else the body's text."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -54,8 +55,18 @@ def error_message(raw: bytes) -> str:
         err = data.get("error", data.get("detail", data))
         if isinstance(err, dict):
             return str(err.get("message") or err)[:500]
+        if isinstance(err, list) and err and all(isinstance(p, dict) for p in err):
+            return "; ".join(map(_problem, err))[:500]
         return str(err)[:500]
     return str(data)[:500]
+
+
+def _problem(problem: dict[str, Any]) -> str:
+    """`body.messages.0.content: Field required`, from one item of a validation error, whose
+    `input` (the value refused: a message's text, it may be) is left out."""
+    where = ".".join(str(part) for part in problem.get("loc") or ())
+    what = str(problem.get("msg") or problem.get("type") or "invalid")
+    return f"{where}: {what}" if where else what
 
 
 def _rejection(provider: str, raw: bytes) -> InvalidRequest:
@@ -131,7 +142,8 @@ async def translate_errors(provider: str) -> AsyncIterator[None]:
             provider, "the connection closed before the answer was complete"
         ) from exc
     except aiohttp.ClientError as exc:
-        log.info("%s failed: %r", provider, exc)
+        # Not its repr: a response error's holds the request's headers, the upstream's key too.
+        log.info("%s failed: %s: %s", provider, type(exc).__name__, exc)
         raise UpstreamError(
             provider, "the connection failed before the answer was complete"
         ) from exc

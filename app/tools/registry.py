@@ -128,7 +128,7 @@ class ToolRegistry:
         try:
             result = await self.run(name, arguments)
         except GatewayError as exc:
-            log.info("tool %s failed: %s", name, exc.message)
+            log.info("tool %s failed: %s", name, exc.code)  # the message may quote what was asked
             return ToolOutcome(name, shown, False, f"Error: {exc.message}", _since(started))
         except Exception as exc:
             log.exception("tool %s crashed", name)

@@ -21,7 +21,7 @@ _DRAIN = 10.0
 
 
 def run(settings: Settings) -> int:
-    setup_logging(settings.server.log_level)
+    setup_logging(settings.server)
     for chatty in ("httpx", "httpcore"):  # a line per probe otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
     return asyncio.run(_run(settings))

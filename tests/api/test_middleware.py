@@ -1,6 +1,8 @@
 """The request size limit (MAX_REQUEST_BYTES) on a real uvicorn gateway: a declared
 Content-Length over it is refused before the body is read, a chunked body as soon as it grows
-past it; either way a 413 in OpenAI's shape, and nothing reaches the upstream or Redis."""
+past it; either way a 413 in OpenAI's shape, and nothing reaches the upstream or Redis. The
+access record: a refusal's reason, the turn's model and tokens, and with LOG_CONTENT the user's
+message and the answer (the lines themselves: tests/ops/test_logging.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import orjson
 import pytest
 import redis
 
+from app.ops.logging import Exchange
 from tests.conftest import MakeGateway
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 
@@ -146,3 +149,63 @@ def test_a_refusal_is_logged_with_its_request_id_status_and_reason(
     assert reason in line
     assert record.request_id == "req-42"  # type: ignore[attr-defined]
     assert "SECRET" not in line
+
+
+def access_record(caplog: pytest.LogCaptureFixture, rid: str) -> logging.LogRecord:
+    """The access record of request `rid`, once written (after the response is sent)."""
+    for _ in range(200):
+        for record in caplog.records:
+            if record.name == "app.access" and record.request_id == rid:  # type: ignore[attr-defined]
+                return record
+        time.sleep(0.01)
+    raise AssertionError(f"no access record for {rid}")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_access_record_carries_the_turns_model_and_tokens(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    url = make_gateway()
+    caplog.set_level(logging.INFO, logger="app.access")
+    body = {**CHAT, "stream": stream}
+    resp = httpx.post(f"{url}/v1/chat/completions", json=body)
+    assert resp.status_code == 200
+    told: Exchange = access_record(caplog, resp.headers["x-request-id"]).exchange  # type: ignore[attr-defined]
+    assert (told.method, told.path, told.status) == ("POST", "/v1/chat/completions", 200)
+    assert told.model == "openai/gpt-test"
+    assert told.input_tokens is not None
+    assert told.output_tokens is not None
+    assert told.input_tokens > 0
+    assert told.output_tokens > 0
+    assert (told.question, told.answer) == ("", "")  # LOG_CONTENT is off
+
+
+def test_log_content_keeps_the_users_message_and_the_answers_beginning(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_gateway(log_content=True)
+    caplog.set_level(logging.DEBUG, logger="app")
+    resp = httpx.post(f"{url}/v1/chat/completions", json=CHAT)
+    rid = resp.headers["x-request-id"]
+    told: Exchange = access_record(caplog, rid).exchange  # type: ignore[attr-defined]
+    assert told.question == "hi"
+    assert told.answer == resp.json()["choices"][0]["message"]["content"]
+    (content,) = [r for r in caplog.records if r.name == "app.content"]
+    assert content.getMessage() == f'user: "hi" answer: "{told.answer}"'
+    assert content.levelno == logging.DEBUG
+
+
+def test_log_content_keeps_a_stateful_turns_message_and_answer(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_gateway(log_content=True)
+    caplog.set_level(logging.DEBUG, logger="app")
+    body = {"user_id": "u1", "message": "hi", "model": "openai/gpt-test"}
+    resp = httpx.post(f"{url}/chat", json=body)
+    assert resp.status_code == 200, resp.text
+    told: Exchange = access_record(caplog, resp.headers["x-request-id"]).exchange  # type: ignore[attr-defined]
+    assert told.question == "hi"  # not the packed context around it
+    assert told.answer
+    assert told.answer in resp.text
+    assert told.model == "openai/gpt-test"
+    assert told.input_tokens

@@ -1,9 +1,10 @@
 """Line splitting over a real streamed body: lines of any length, split across reads; a stream
 read to its end leaves nothing for the event loop to clean up; upstream refusals as the client
-sees them through a real gateway."""
+sees them through a real gateway, and an upstream's failure logged without the gateway's key."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, StreamingResponse
 from starlette.routing import Route
 
 from app.providers.base import Capabilities
@@ -122,6 +123,57 @@ def test_ollamas_context_overflow_is_context_length_exceeded(
         }
     assert len(fake.chat_requests) == 1
     assert len(fake.embed_requests) == 1
+
+
+async def _redirect_loop(request: Request) -> RedirectResponse:
+    return RedirectResponse(str(request.url), status_code=302)
+
+
+def test_an_upstream_redirecting_in_a_loop_leaves_its_key_out_of_the_log(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's error for it holds the request's headers in its repr, the key among them."""
+    loop = Starlette(routes=[Route("/{path:path}", _redirect_loop, methods=["GET", "POST"])])
+    caplog.set_level(logging.DEBUG)
+    with serve(loop) as upstream:
+        url = make_gateway(openai_base_url=f"{upstream}/v1", openai_api_key="sk-upstream-SECRET")
+        resp = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "openai/gpt-test", "messages": USER}
+        )
+    assert resp.status_code == 502, resp.text
+    failures = [r.getMessage() for r in caplog.records if r.name == "app.providers.http"]
+    assert failures
+    assert all(message.startswith("openai failed: TooManyRedirects: ") for message in failures)
+    assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
+
+
+async def _validation_error(request: Request) -> JSONResponse:
+    """FastAPI's 422 (vLLM and other Python servers answer so), quoting the value it refused."""
+    body = await request.json()
+    problem = {
+        "type": "missing",
+        "loc": ["body", "messages", 0, "content"],
+        "msg": "Field required",
+        "input": body["messages"][-1],
+    }
+    return JSONResponse({"detail": [problem]}, status_code=422)
+
+
+def test_a_validation_error_is_passed_on_without_the_values_it_quotes(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = Route("/v1/chat/completions", _validation_error, methods=["POST"])
+    refusing = Starlette(routes=[route])
+    caplog.set_level(logging.INFO)
+    with serve(refusing) as upstream:
+        url = make_gateway(openai_base_url=f"{upstream}/v1")
+        body = {"model": "openai/m", "messages": [{"role": "user", "content": "my SECRET text"}]}
+        resp = httpx.post(f"{url}/v1/chat/completions", json=body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message == "openai: body.messages.0.content: Field required"
+    assert caplog.records
+    assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
 
 
 async def _sse(_: Request) -> StreamingResponse:

@@ -24,7 +24,9 @@ pytestmark = [
     ),
 ]
 
-RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+RECORD = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+)
 
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
@@ -48,6 +50,8 @@ def test_llama_cpp_logs_only_through_the_gateways_logging(
     llama = [line for line in lines if " llama.cpp [" in line]
     if level == "DEBUG":
         assert any("llama_kv_cache" in line for line in llama)
+        # written while llama.cpp points descriptor 2 at /dev/null
+        assert any("llama_model_loader" in line for line in llama)
         assert all(" DEBUG   llama.cpp [" in line for line in llama)
     else:
         assert llama == []

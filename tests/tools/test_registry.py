@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,3 +145,21 @@ async def test_arguments_are_shown_as_json(context: ToolContext) -> None:
     registry = load_registry(context, [plugin])
     assert (await registry.call("add", '{"a": 1, "b": 2}')).arguments == {"a": 1, "b": 2}
     assert (await registry.call("add", "{oops")).arguments == "{oops"
+
+
+async def echoing(query: str) -> str:
+    """Fails quoting its argument, as a tool saying what it could not find does."""
+    raise ToolError(f"nothing found for '{query}'")
+
+
+async def test_a_failure_is_logged_without_its_message_which_may_quote_the_arguments(
+    context: ToolContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    def echoing_plugin(register: Register, _: ToolContext) -> None:
+        register(echoing)
+
+    registry = load_registry(context, [echoing_plugin])
+    caplog.set_level(logging.INFO, logger="app.tools.registry")
+    outcome = await registry.call("echoing", {"query": "my SECRET plans"})
+    assert "my SECRET plans" in outcome.content  # the model is told
+    assert [r.getMessage() for r in caplog.records] == ["tool echoing failed: tool_error"]
