@@ -164,9 +164,9 @@ class Engine:
         observers = self._observers
         if observers is None:
             return await opening
-        started = time.perf_counter()
         tracing = observers.tracing
         span = None if tracing is None else tracing.turn(operation, model or "")
+        started = time.perf_counter()  # after the span's start: the turn's times fall within it
         try:
             turn = await (opening if span is None else span.within(opening))
         except BaseException as exc:
