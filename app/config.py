@@ -11,8 +11,7 @@ and each component is given only the sections it uses.
 | security  | API keys, rate limits, whom a request may act for                 |
 | knowledge | the embedder, Chroma, documents, retrieval, per-user memory       |
 | ops       | metrics, tracing, the watchdog, alerts                            |
-
-The agents issue adds its own section the same way.
+| pipelines | pipelines and their agents' models, intents, the broker           |
 """
 
 from __future__ import annotations
@@ -337,6 +336,16 @@ class OpsSettings(_Section):
         return shlex.split(self.watchdog_command) or [sys.executable, "-m", "app", "serve"]
 
 
+class PipelineSettings(_Section):
+    pipelines_file: Path | None = None
+    planner_model: str = ""
+    worker_model: str = ""
+    critic_model: str = ""
+    synthesizer_model: str = ""
+
+    _file = field_validator("pipelines_file", mode="before")(_empty_is_unset)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
@@ -346,6 +355,7 @@ class Settings:
     security: SecuritySettings
     knowledge: KnowledgeSettings
     ops: OpsSettings
+    pipelines: PipelineSettings
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -356,6 +366,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "security": SecuritySettings,
     "knowledge": KnowledgeSettings,
     "ops": OpsSettings,
+    "pipelines": PipelineSettings,
 }
 
 
