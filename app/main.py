@@ -28,6 +28,7 @@ from app.api import (
     memories,
     metrics,
     models,
+    pipelines,
     responses_api,
     sessions,
     tools,
@@ -91,7 +92,7 @@ def create_app(
         telemetry=telemetry,
     )
     app.router.routes[:0] = chat.routes  # the hot path, matched first
-    for module in (models, completions, embeddings, responses_api, health, tools):
+    for module in (models, completions, embeddings, responses_api, health, tools, pipelines):
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)

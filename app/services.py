@@ -24,6 +24,8 @@ from app.knowledge.service import Knowledge, open_knowledge
 from app.ops.health import HealthChecker
 from app.ops.metrics import Metrics
 from app.ops.observers import observers
+from app.pipelines.catalogue import Pipelines
+from app.pipelines.factory import build_pipelines
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
@@ -58,6 +60,7 @@ class Services:
     health: HealthChecker
     knowledge: Knowledge
     jobs: Jobs
+    pipelines: Pipelines
     metrics: Metrics | None
     """None when METRICS_ENABLED is false."""
     started: float
@@ -138,6 +141,7 @@ async def open_services(
             ),
             observers=observing,
         )
+        engine.pipelines = pipelines = build_pipelines(settings, engine, registry)
         folder = Folder(
             router,
             sessions,
@@ -168,6 +172,7 @@ async def open_services(
             health=health,
             knowledge=knowledge,
             jobs=jobs,
+            pipelines=pipelines,
             metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),

@@ -16,6 +16,7 @@ from app.config import SecuritySettings
 from app.errors import Forbidden, InvalidRequest
 from app.knowledge.service import Knowledge
 from app.ops.health import HealthChecker
+from app.pipelines.catalogue import Pipelines
 from app.providers.router import Router
 from app.security.auth import Access
 from app.security.identity import ANONYMOUS, USER_HEADER, Identity, acting_user, knowledge_owner
@@ -143,6 +144,13 @@ async def _knowledge(s: ServicesDep) -> Knowledge:
 
 
 KnowledgeDep = Annotated[Knowledge, Depends(_knowledge)]
+
+
+async def _pipelines(s: ServicesDep) -> Pipelines:
+    return s.pipelines
+
+
+PipelinesDep = Annotated[Pipelines, Depends(_pipelines)]
 
 UserQuery = Annotated[
     str | None,

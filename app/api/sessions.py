@@ -81,7 +81,8 @@ def _charged(request: Request, turn: Turn) -> AsyncIterator[bytes]:
     return frames()
 
 
-def _streamed(request: Request, turn: Turn) -> EventStream:
+def stream_response(request: Request, turn: Turn) -> EventStream:
+    """`turn` as /v1/chat/stream's events, its tokens charged when they end."""
     return EventStream(_charged(request, turn), headers=sse.HEADERS)
 
 
@@ -104,7 +105,7 @@ async def chat(request: Request, conversations: ConversationsDep, actor: Actor) 
         )
     )
     if body.stream:
-        return _streamed(request, turn)
+        return stream_response(request, turn)
     result = await chat_json.body(turn)
     await charge(request, result["usage"]["total_tokens"])
     return JSON(result)
@@ -126,7 +127,7 @@ async def chat_stream_route(
     turn = await conversations.open(
         Ask(user, body.sessionId, body.prompt, body.model, streamed=True, rag=actor.identity.rag)
     )
-    return _streamed(request, turn)
+    return stream_response(request, turn)
 
 
 @router.get("/v1/sessions", responses=errors(400))

@@ -13,17 +13,22 @@ native tools with every chat) answers without them: they are not sent, the turn 
 OpenWebUI's background tasks (titles, tags, follow-ups, … see `chat/tasks.py`) go out as sent:
 no persona, no tools, to TASK_MODEL when it is set, behind the users' turns on a local model.
 
+A model `pipeline/<id>` is a pipeline's (`Engine.pipelines`, set by the composition root): the
+turn is grounded as any other, then the pipeline answers it; its background tasks go to
+TASK_MODEL, else to the pipeline's answering model.
+
 A raw completion (`complete`) is a turn of its own kind: its prompts continued as they are
 (`chat/completion.py`), with no persona, tools or cache.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Collection
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from app.chat.completion import as_chat, in_order
 from app.chat.context import counter_for, last_user_text, text_of
@@ -51,6 +56,18 @@ _CLASSIFY_MAX_TOKENS = 128
 GATEWAY_FIELDS = ("cache", "rag", "memory")
 """Request fields the gateway reads and upstreams do not know."""
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
+
+
+class PipelineTurns(Protocol):
+    """The pipelines, as the engine sees them."""
+
+    def answering_model(self, model: str | None) -> str | None:
+        """For a pipeline's model id, the model its answer comes from ("" for DEFAULT_MODEL);
+        None for any other model."""
+
+    async def open(self, body: dict[str, Any], needs: Needs, route: Route) -> Turn:
+        """The pipeline's turn for `body` (grounded already); `route` is its answering
+        model's."""
 
 
 class Engine:
@@ -83,6 +100,26 @@ class Engine:
         )
         self._without_function_calling: set[str] = set()
         self._dropped_logged: set[str] = set()
+        self.pipelines: PipelineTurns | None = None
+
+    def is_pipeline(self, model: str | None) -> bool:
+        pipelines = self.pipelines
+        return pipelines is not None and pipelines.answering_model(model) is not None
+
+    async def resolve(self, model: str | None) -> Route:
+        """`model`'s route; a pipeline's answering model's for a pipeline."""
+        if self.pipelines is not None:
+            answering = self.pipelines.answering_model(model)
+            if answering is not None:
+                return await self.router.resolve(answering)
+        return await self.router.resolve(model)
+
+    def limited(self, tools: Collection[str]) -> Engine:
+        """This engine, offering only the gateway's tools named in `tools` that are enabled
+        (its caches, breakers and what it learned of models stay shared)."""
+        narrow = copy.copy(self)
+        narrow._registry = self._registry.only(tools)
+        return narrow
 
     async def chat(
         self,
@@ -118,7 +155,7 @@ class Engine:
             told.question = _last_user_message(body["messages"])
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
-        route = route or await self.router.resolve(body.get("model"))
+        route = route or await self.resolve(body.get("model"))
         messages: list[dict[str, Any]] = body["messages"]
         question = last_user_text(messages) if asker else ""
         if (
@@ -129,10 +166,13 @@ class Engine:
             counter = counter_for(route.id)
             placed = render(grounding, counter, self.grounder.room(messages, counter))
             messages = placed_messages(messages, placed)
-        upstream = {**body, "messages": self.persona.apply(messages)}
-        for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields
-            upstream.pop(field, None)
-        turn = await self._cached(body, upstream, route, needs)
+        if self.pipelines is not None and self.is_pipeline(body.get("model")):
+            turn = await self.pipelines.open({**body, "messages": messages}, needs, route)
+        else:
+            upstream = {**body, "messages": self.persona.apply(messages)}
+            for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields
+                upstream.pop(field, None)
+            turn = await self._cached(body, upstream, route, needs)
         if asker is not None:
             turn.source = self.grounder.events(
                 turn.source, asker, placed or NOTHING, question, route
@@ -215,7 +255,7 @@ class Engine:
 
     async def _task(self, body: dict[str, Any], kind: str, needs: Needs) -> Turn:
         """A background task's turn: the request as sent, to TASK_MODEL when it is set."""
-        route = await self.router.resolve(self._task_model or body.get("model"))
+        route = await self.resolve(self._task_model or body.get("model"))
         log.debug("background task %s for %s", kind, route.id)
         upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
         return await self._plain(upstream, route, replace(needs, background=True))

@@ -102,11 +102,15 @@ class Remembered:
 
 @dataclass(slots=True)
 class AgentStep:
-    """An agent of the turn starts or ends its step."""
+    """An agent (or a step of a pipeline) starts or ends its work: at the end, how long it took,
+    the tokens it used, and what came of it when that is news (`detail`: "3 subtasks", "no plan:
+    answering directly")."""
 
     name: str
     phase: Literal["start", "end"]
     seconds: float = 0.0
+    tokens: int = 0
+    detail: str = ""
 
 
 @dataclass(slots=True)

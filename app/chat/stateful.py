@@ -117,8 +117,7 @@ class Conversations:
         session, unfolded = await self._store.load(session_id)
         if session is not None and session.user_id != ask.user_id:
             raise NotFound(f"no session '{session_id}'", param="session_id")
-        router = self._engine.router
-        route = await router.resolve(ask.model)
+        route = await self._engine.resolve(ask.model)
         counter = counter_for(route.id)
         asker = Asker(ask.user_id, session_id, rag=ask.rag, memory=ask.memory)
         budget = self._settings.token_budget
@@ -136,9 +135,10 @@ class Conversations:
             counter=counter,
         )
         packed = replace(packed, tokens=packed.tokens + extra)
+        model = ask.model if self._engine.is_pipeline(ask.model) else route.id
         answer = await self._engine.open_chat(
-            {"model": route.id, "messages": placed_messages(packed.messages, placed)},
-            Needs(whole=not ask.streamed),
+            {"model": model, "messages": placed_messages(packed.messages, placed)},
+            Needs(whole=not ask.streamed, follow_ups=ask.streamed),
             route,
             asker=asker,
             placed=placed,
@@ -158,6 +158,8 @@ class Conversations:
         yield AgentStep(self._engine.persona.name, "start")
         parts: list[str] = []
         outcomes: list[ToolOutcome] = []
+        agents: list[AgentStep] = []
+        followed = False
         ttft: float | None = None
         async for event in answer.events():
             match event:
@@ -167,6 +169,12 @@ class Conversations:
                     yield event
                 case ToolFinished(outcome=outcome):
                     outcomes.append(outcome)
+                    yield event
+                case AgentStep(phase="end"):
+                    agents.append(event)
+                    yield event
+                case FollowUps():
+                    followed = True
                     yield event
                 case Usage() | Finish():
                     pass
@@ -178,11 +186,11 @@ class Conversations:
             round((total if ttft is None else ttft) * 1000, 1), round(total * 1000, 1)
         )
         usage = _usage(answer.usage, context, text)
-        await self._save(context, answer.model, text, outcomes, usage, timings)
+        await self._save(context, answer.model, text, outcomes, usage, timings, agents)
         yield usage
         yield timings
         yield Sources(tuple(sources(outcomes)))
-        if context.ask.streamed:
+        if context.ask.streamed and not followed:
             yield FollowUps(tuple(await self._follow_ups(answer.model, context, text)))
 
     async def _save(
@@ -193,6 +201,7 @@ class Conversations:
         tools: list[ToolOutcome],
         usage: Usage,
         timings: Timings,
+        agents: list[AgentStep],
     ) -> None:
         now = int(time.time())
         user: Message = {"role": "user", "content": context.ask.text, "created_at": now}
@@ -219,6 +228,11 @@ class Conversations:
             "context_tokens": context.packed.tokens,
             "history_turns": context.packed.turns,
         }
+        if agents:
+            metric["agents"] = [
+                {"name": a.name, "duration_ms": round(a.seconds * 1000, 1), "tokens": a.tokens}
+                for a in agents
+            ]
         totals = {
             "turns": 1,
             "messages": 2,
@@ -255,7 +269,7 @@ class Conversations:
         reply = ""
         try:
             route = context.route
-            if route.id != model:  # a fallback answered
+            if route.id != model and not self._engine.is_pipeline(model):  # a fallback answered
                 route = await self._engine.router.resolve(model)
             reply = await self._engine.router.ask(
                 route,

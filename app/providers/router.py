@@ -63,6 +63,8 @@ class Needs:
     """The client's tools include OpenAI's free-form `custom` tools."""
     completion: bool = False
     """A raw completion of the body's prompt (`Provider.stream_completion`), not a chat."""
+    follow_ups: bool = False
+    """The caller shows follow-up questions after the answer (a pipeline then suggests them)."""
 
 
 @dataclass(frozen=True, slots=True)

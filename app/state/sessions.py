@@ -304,6 +304,9 @@ def aggregate(turns: list[dict[str, Any]]) -> dict[str, Any]:
     by_tool: dict[str, list[float]] = {}
     for call in calls:
         by_tool.setdefault(call["name"], []).append(call["duration_ms"])
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    for step in (step for turn in turns for step in turn.get("agents", [])):
+        by_agent.setdefault(step["name"], []).append(step)
     return {
         "turns": len(turns),
         "ttft_ms": _spread([t["ttft_ms"] for t in turns]),
@@ -317,6 +320,11 @@ def aggregate(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": {
             key: sum(int(t.get(key, 0)) for t in turns)
             for key in ("prompt_tokens", "completion_tokens", "total_tokens")
+        },
+        "agents": {
+            name: _spread([step["duration_ms"] for step in steps])
+            | {"count": len(steps), "tokens": sum(step["tokens"] for step in steps)}
+            for name, steps in by_agent.items()
         },
         "last": turns[-1] if turns else None,
     }

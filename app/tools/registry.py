@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Collection, Iterable
@@ -88,6 +89,13 @@ class ToolRegistry:
         self.enabled = {n: self.tools[n] for n in wanted if n in self.tools}
         self._schemas = [(name, tool.schema()) for name, tool in self.enabled.items()]
         return [n for n in wanted if n not in self.tools]
+
+    def only(self, names: Collection[str]) -> ToolRegistry:
+        """A view of this registry with only the enabled tools in `names` enabled."""
+        view = copy.copy(self)
+        view.enabled = {n: tool for n, tool in self.enabled.items() if n in names}
+        view._schemas = [(n, schema) for n, schema in self._schemas if n in view.enabled]
+        return view
 
     def schemas(self, exclude: Collection[str] = ()) -> list[dict[str, Any]]:
         """The enabled tools as OpenAI `tools` entries (shared dicts: do not change them)."""

@@ -26,6 +26,12 @@ the scenario:
     no-tools      400 as llama.cpp server without --jinja when the body has `tools`; answers
                   the gateway's tool classification prompt with `state.classification`;
                   otherwise "You said: " + the whole last user message
+    team          plays the agents pipeline's roles by the system prompt: the planner answers
+                  the next of `state.plans` (then a one-subtask plan), the critic the next of
+                  `state.verdicts` (then an acceptance), a worker offered tools calls them as
+                  tool-model does and then says "Did: <its subtask> with <tool result>", else
+                  "Did: <its subtask>"; the synthesizer "Answer from N findings."; follow-up
+                  prompts get three questions
     anything else 404 model_not_found
 
 `/v1/completions` answers each prompt (a string or a list) as the chat scenario of the same model
@@ -78,6 +84,7 @@ MODELS = (
     "long-context",
     "chat-only",
     "replies",
+    "team",
 )
 GREETING = "Hello from the fake upstream."
 _SAMPLE_ARGS: Json = {"string": "Paris", "number": 2, "integer": 2, "boolean": True}
@@ -98,6 +105,8 @@ class OpenAIUpstreamState:
     preamble: str = ""
     missing_completions: int = 0
     replies: list[str] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
 
 
 class UpstreamCut(Exception):
@@ -223,6 +232,31 @@ def _scripted(state: OpenAIUpstreamState, messages: list[Json]) -> tuple[list[Js
     return [], "Final: " + " | ".join(results)
 
 
+TEAM_PLAN = '{"subtasks": [{"task": "look it up", "tools": [], "needs": "nothing"}]}'
+
+
+def _team(state: OpenAIUpstreamState, body: Json, last_user: str) -> tuple[list[Json], str]:
+    """The team scenario's tool calls, or (none and) its text."""
+    messages: list[Json] = body.get("messages") or []
+    role = _text(messages[0]) if messages and messages[0].get("role") == "system" else ""
+    if "planner" in role:
+        return [], state.plans.pop(0) if state.plans else TEAM_PLAN
+    if "critic" in role:
+        return [], state.verdicts.pop(0) if state.verdicts else '{"verdict": "accept"}'
+    if "final answer" in role:
+        return [], f"Answer from {role.count('Did: ')} findings."
+    if "worker" in role:
+        subtask = last_user.split("Your subtask: ", 1)[-1].split("\n", 1)[0]
+        if messages[-1].get("role") == "tool":
+            return [], f"Did: {subtask} with {_text(messages[-1])}"
+        if body.get("tools"):
+            return _tool_calls(body, last_user), ""
+        return [], f"Did: {subtask}"
+    if "follow-up" in role:
+        return [], "Is it fast?\nIs it safe?\nIs it cheap?"
+    return [], GREETING
+
+
 def _answer(
     state: OpenAIUpstreamState, model: str, body: Json
 ) -> tuple[list[str], list[Json], str]:
@@ -241,6 +275,10 @@ def _answer(
         text = f"Tool said: {_text(messages[-1])}"
     elif model == "tool-model" and body.get("tools"):
         return [], _tool_calls(body, last_user), "tool_calls"
+    elif model == "team":
+        calls, text = _team(state, body, last_user)
+        if calls:
+            return [], calls, "tool_calls"
     elif model == "replies" and state.replies:
         text = state.replies.pop(0)
     elif model == "slow-stream":

@@ -1,6 +1,8 @@
 """The `/chat` wire: a turn as one JSON body (`session_id, user_id, answer, model, tools_used,
-sources, memories, timings, usage`; `memories`: what the message changed in the user's memory); a
-failure is raised, to be answered with its HTTP status."""
+sources, memories, timings, usage`, and `suggestions` and `agents` when there are some;
+`memories`: what the message changed in the user's memory; `agents`: each agent's step as it ended,
+with its duration, tokens and detail); a failure is raised, to be answered with its HTTP
+status."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ async def body(turn: Turn) -> dict[str, Any]:
     memories: list[dict[str, str]] = []
     timings: dict[str, float] | None = None
     suggestions: list[str] = []
+    agents: list[dict[str, Any]] = []
     async for event in turn.events():
         match event:
             case ev.Text(text=text):
@@ -31,6 +34,15 @@ async def body(turn: Turn) -> dict[str, Any]:
                 timings = {"ttft_ms": ttft, "total_ms": total}
             case ev.FollowUps(questions=questions):
                 suggestions = list(questions)
+            case ev.AgentStep(phase="end", name=name, seconds=seconds):
+                agents.append(
+                    {
+                        "name": name,
+                        "duration_ms": round(seconds * 1000, 1),
+                        "tokens": event.tokens,
+                        "detail": event.detail,
+                    }
+                )
             case (
                 ev.AgentStep()
                 | ev.ToolStarted()
@@ -57,4 +69,6 @@ async def body(turn: Turn) -> dict[str, Any]:
     }
     if suggestions:
         result["suggestions"] = suggestions
+    if agents:
+        result["agents"] = agents
     return result

@@ -1,7 +1,9 @@
-"""The `/v1/chat/stream` wire: a turn as named server-sent events. `agent` when it starts,
-`tool_call_started` and `tool_call_completed` around each of the gateway's tools, `token`
-(`{"text"}`) for each piece of text, then `done` (`{fullText, suggestions, timings, sessionId,
-model, sources, usage}`) or `error` (the OpenAI error object). Keep-alives are SSE comments."""
+"""The `/v1/chat/stream` wire: a turn as named server-sent events. `agent` when an agent starts
+(`phase: "start"`) and, for a pipeline's agents, ends (`phase: "end"`, `duration_ms`, `tokens`,
+`detail`), `tool_call_started` and `tool_call_completed` around each of the gateway's tools,
+`token` (`{"text"}`) for each piece of text, then `done` (`{fullText, suggestions, timings,
+sessionId, model, sources, usage, agents}`, `agents` being the ends in order) or `error` (the
+OpenAI error object). Keep-alives are SSE comments."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 async def stream(turn: Turn) -> AsyncIterator[bytes]:
     parts: list[str] = []
     started = finished = 0
-    done: dict[str, Any] = {"suggestions": [], "timings": None, "sources": []}
+    done: dict[str, Any] = {"suggestions": [], "timings": None, "sources": [], "agents": []}
     try:
         async for event in turn.events():
             match event:
@@ -34,8 +36,14 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
                             "model": turn.model,
                             "sessionId": turn.session_id,
                             "userId": turn.user_id,
+                            "phase": "start",
                         },
                     )
+                case ev.AgentStep(name=name, seconds=seconds, tokens=tokens, detail=detail):
+                    ended = {"name": name, "duration_ms": round(seconds * 1000, 1)}
+                    ended |= {"tokens": tokens, "detail": detail}
+                    done["agents"].append(ended)
+                    yield _event("agent", {**ended, "phase": "end"})
                 case ev.Text(text=text):
                     parts.append(text)
                     yield _event("token", {"text": text})
@@ -56,14 +64,7 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
                     yield _event("memory", {"changes": list(changes)})
                 case ev.FollowUps(questions=questions):
                     done["suggestions"] = list(questions)
-                case (
-                    ev.AgentStep()
-                    | ev.Usage()
-                    | ev.Finish()
-                    | ev.Reasoning()
-                    | ev.Refusal()
-                    | ev.ToolCallDelta()
-                ):
+                case ev.Usage() | ev.Finish() | ev.Reasoning() | ev.Refusal() | ev.ToolCallDelta():
                     pass
                 case _:
                     assert_never(event)
@@ -80,5 +81,6 @@ async def stream(turn: Turn) -> AsyncIterator[bytes]:
             "model": turn.model,
             "sources": done["sources"],
             "usage": (turn.usage or ev.NO_USAGE).public(),
+            "agents": done["agents"],
         },
     )

@@ -103,9 +103,10 @@ async def stream(turn: Turn, options: StreamOptions) -> AsyncIterator[bytes]:
                 case ev.AgentStep(name=name, phase="start"):
                     if options.status_events:
                         yield _status(f"{name}…", done=False)
-                case ev.AgentStep(name=name, seconds=seconds):
+                case ev.AgentStep(name=name, seconds=seconds, detail=detail):
                     if options.status_events:
-                        yield _status(f"{name} done in {seconds:.1f} s", done=True)
+                        ended = f"{name}: {detail}" if detail else f"{name} done"
+                        yield _status(f"{ended} in {seconds:.1f} s", done=True)
                 case ev.Waiting(names=names):
                     yield comment("still running " + ", ".join(names))
                 case ev.Sources(items=items):

@@ -1,0 +1,82 @@
+"""The pipelines the gateway runs, by id: the built-in ones, those of PIPELINES_FILE and those
+installed as plugins. Each is the model `pipeline/<id>`; the engine hands such a turn here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from app.chat.context import last_user_text, text_of
+from app.chat.events import Event, Usage
+from app.chat.turn import Turn
+from app.errors import ModelNotFound
+from app.pipelines.agent import Agents
+from app.pipelines.run import Pipeline, Run
+from app.providers.router import Needs, Route
+
+PREFIX = "pipeline/"
+
+
+class Pipelines:
+    def __init__(
+        self,
+        pipelines: Iterable[Pipeline],
+        agents: Agents,
+        total_timeout: float,
+        side_timeout: float,
+    ) -> None:
+        self._by_id: dict[str, Pipeline] = {}
+        for pipeline in pipelines:
+            if pipeline.id in self._by_id:
+                raise ValueError(f"two pipelines are named {pipeline.id!r}")
+            self._by_id[pipeline.id] = pipeline
+        self._agents = agents
+        self._total_timeout = total_timeout
+        self._side_timeout = side_timeout
+
+    def listed(self) -> list[Pipeline]:
+        return list(self._by_id.values())
+
+    def get(self, pipeline_id: str) -> Pipeline:
+        pipeline = self._by_id.get(pipeline_id)
+        if pipeline is None:
+            raise ModelNotFound(f"there is no pipeline '{pipeline_id}'; GET /pipelines lists them")
+        return pipeline
+
+    def answering_model(self, model: str | None) -> str | None:
+        if not model or not model.startswith(PREFIX):
+            return None
+        return self.get(model.removeprefix(PREFIX)).answering_model
+
+    async def open(self, body: dict[str, Any], needs: Needs, route: Route) -> Turn:
+        pipeline = self.get(str(body["model"]).removeprefix(PREFIX))
+        return self.start(pipeline, body["messages"], needs, route)
+
+    def start(
+        self, pipeline: Pipeline, messages: list[dict[str, Any]], needs: Needs, route: Route
+    ) -> Turn:
+        """`pipeline`'s turn about `messages`, its answer from `route`."""
+        run = Run(
+            pipeline=pipeline.id,
+            messages=messages,
+            question=last_user_text(messages) or _last_said(messages),
+            route=route,
+            needs=needs,
+            agents=self._agents,
+            deadline=time.time() + self._total_timeout,
+            side_timeout=self._side_timeout,
+        )
+        return Turn(PREFIX + pipeline.id, _events(pipeline, run), lists_tools=True)
+
+
+async def _events(pipeline: Pipeline, run: Run) -> AsyncIterator[Event]:
+    async for event in pipeline.run(run):
+        if type(event) is Usage:  # a step's: the run counts them all
+            continue
+        yield event
+    yield run.usage
+
+
+def _last_said(messages: list[dict[str, Any]]) -> str:
+    return next((text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")

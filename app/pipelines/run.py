@@ -1,0 +1,131 @@
+"""What a pipeline is, and what one run of it is given: the conversation, its answering model,
+the agents, the deadline; and the steps of a run, alone or at once, as events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from app.chat.events import NO_USAGE, AgentStep, Event, FollowUps, Usage
+from app.chat.stateful import FOLLOW_UP_MAX_TOKENS, FOLLOW_UP_PROMPT, parse_follow_ups
+from app.errors import GatewayError
+from app.pipelines.agent import Agent, Agents, Emit, Result
+from app.providers.router import Needs, Route
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class Run:
+    """One run of a pipeline."""
+
+    pipeline: str
+    messages: list[dict[str, Any]]
+    """The conversation, grounded (memories and passages placed), without any persona."""
+    question: str
+    """The text of the user's last message."""
+    route: Route
+    """The pipeline's answering model."""
+    needs: Needs
+    agents: Agents
+    deadline: float
+    """Unix time by which every step must be done (TOTAL_TIMEOUT from the start)."""
+    side_timeout: float
+    usage: Usage = field(default_factory=lambda: NO_USAGE)
+    """The tokens of every step so far."""
+
+    async def step(
+        self, agent: Agent, messages: list[dict[str, Any]], emit: Emit, detail: str = ""
+    ) -> Result:
+        """`agent`'s answer about `messages`, framed by its `AgentStep`s, its tokens counted."""
+        emit(AgentStep(agent.name, "start"))
+        result = await self.agents.run(agent, messages, self.deadline, emit)
+        self.usage = self.usage + result.usage
+        tokens = result.usage.total_tokens
+        emit(AgentStep(agent.name, "end", result.seconds, tokens, detail))
+        return result
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.time())
+
+    async def follow_ups(self, answer: str) -> AsyncIterator[Event]:
+        """Three follow-up questions from the answering model, when the caller shows them."""
+        if not self.needs.follow_ups:
+            return
+        messages = [
+            {"role": "system", "content": FOLLOW_UP_PROMPT},
+            {"role": "user", "content": f"User: {self.question}\nAssistant: {answer}"},
+        ]
+        reply = ""
+        with contextlib.suppress(GatewayError):  # generic questions instead
+            reply = await self.agents.engine.router.ask(
+                self.route,
+                messages,
+                max_tokens=FOLLOW_UP_MAX_TOKENS,
+                temperature=0.7,
+                within=min(self.side_timeout, self.remaining()),
+            )
+        yield FollowUps(tuple(parse_follow_ups(reply)))
+
+
+class Pipeline(Protocol):
+    """A named graph of steps, as the catalogue lists it and runs it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Each step: its `name` and `kind` (agent or function), and what it uses."""
+        ...
+
+    def models(self) -> list[str]:
+        """The models its steps ask (empty: DEFAULT_MODEL)."""
+        ...
+
+    @property
+    def answering_model(self) -> str:
+        """The model whose words the answer is ("": DEFAULT_MODEL)."""
+        ...
+
+    def run(self, run: Run) -> AsyncIterator[Event]:
+        """The run's events: its steps' and the answer's (text, finish); the usage is the
+        catalogue's to report."""
+        ...
+
+
+async def at_once(
+    jobs: Sequence[Callable[[Emit], Awaitable[_T]]], results: list[_T]
+) -> AsyncIterator[Event]:
+    """The events of `jobs` run at once, as they come; each job's result goes in `results` at
+    its index. A job that fails fails the rest: they are cancelled and the error raised."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    async def one(index: int, job: Callable[[Emit], Awaitable[_T]]) -> None:
+        try:
+            results[index] = await job(queue.put_nowait)
+        finally:
+            queue.put_nowait(None)
+
+    tasks = [asyncio.create_task(one(i, job)) for i, job in enumerate(jobs)]
+    try:
+        running = len(tasks)
+        while running:
+            event = await queue.get()
+            if event is None:
+                running -= 1
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+            else:
+                yield event
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
