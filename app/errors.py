@@ -21,6 +21,7 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
     │       └── AnswerTooLong       504, past TOTAL_TIMEOUT: final, no retry or fallback
     ├── ToolError                   502 tool_error, a tool's own service failed or is unreachable
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
+    ├── StepFailed                  502 pipeline_step_failed, a pipeline's function step raised
     ├── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
     └── KnowledgeUnavailable        503 knowledge_unavailable, no embedder or Chroma unreachable
         └── IndexMismatch           503 index_mismatch, vectors of another embedding model
@@ -236,6 +237,11 @@ class ToolError(GatewayError):
 class ToolTimeout(ToolError):
     status = 504
     code = "tool_timeout"
+
+
+class StepFailed(GatewayError):
+    status = 502
+    code = "pipeline_step_failed"
 
 
 class StateUnavailable(GatewayError):

@@ -26,6 +26,7 @@ from app.ops.metrics import Metrics
 from app.ops.observers import observers
 from app.pipelines.catalogue import Pipelines
 from app.pipelines.factory import build_pipelines
+from app.pipelines.run import Pipeline
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
@@ -75,9 +76,11 @@ async def open_services(
     persona: Persona,
     tool_plugins: Iterable[Plugin] | None = None,
     span_exporter: SpanExporter | None = None,
+    pipelines: Iterable[Pipeline] = (),
 ) -> AsyncIterator[Services]:
     """Every service, open; `tool_plugins` replaces the built-in and installed tool plugins,
-    `span_exporter` the OTLP collector (and turns tracing on)."""
+    `span_exporter` the OTLP collector (and turns tracing on); `pipelines` are those defined
+    beside the built-in ones."""
     async with AsyncExitStack() as stack:
         tracing = _tracing(settings, span_exporter)
         if tracing is not None:
@@ -141,7 +144,7 @@ async def open_services(
             ),
             observers=observing,
         )
-        engine.pipelines = pipelines = build_pipelines(settings, engine, registry)
+        engine.pipelines = catalogue = build_pipelines(settings, engine, registry, pipelines)
         folder = Folder(
             router,
             sessions,
@@ -172,7 +175,7 @@ async def open_services(
             health=health,
             knowledge=knowledge,
             jobs=jobs,
-            pipelines=pipelines,
+            pipelines=catalogue,
             metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),

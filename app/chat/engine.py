@@ -114,11 +114,14 @@ class Engine:
                 return await self.router.resolve(answering)
         return await self.router.resolve(model)
 
-    def limited(self, tools: Collection[str]) -> Engine:
-        """This engine, offering only the gateway's tools named in `tools` that are enabled
-        (its caches, breakers and what it learned of models stay shared)."""
+    def limited(self, tools: Collection[str], *, persona: bool = True) -> Engine:
+        """This engine, offering only the gateway's tools named in `tools` that are enabled,
+        and without the persona unless `persona` (its caches, breakers and what it learned of
+        models stay shared): for the steps of a pipeline."""
         narrow = copy.copy(self)
         narrow._registry = self._registry.only(tools)
+        if not persona:
+            narrow.persona = Persona(name=self.persona.name)
         return narrow
 
     async def chat(

@@ -135,7 +135,8 @@ async def run_here(
     started = time.perf_counter()
     route = await engine.router.resolve(agent.model or None)
     body = agent.body(messages, route.id)
-    turn = await engine.limited(agent.tools).open_chat(body, Needs(whole=True), route)
+    narrow = engine.limited(agent.tools, persona=False)  # a step's words are not the answer
+    turn = await narrow.open_chat(body, Needs(whole=True), route)
     parts: list[str] = []
     outcomes: list[ToolOutcome] = []
     usage: Usage | None = None

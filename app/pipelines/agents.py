@@ -15,11 +15,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from app.chat.events import AgentStep, Event, Finish, Reasoning, Refusal, Text, Usage
+from app.chat.events import AgentStep, Event
 from app.config import PipelineSettings
 from app.pipelines.agent import Agent, Emit, Result
 from app.pipelines.run import Run, at_once
-from app.providers.router import Needs
 
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -249,34 +248,10 @@ class AgentsPipeline:
         return verdict
 
     async def _synthesize(self, run: Run, findings: list[str]) -> AsyncIterator[Event]:
-        started = time.perf_counter()
-        yield AgentStep("synthesizer", "start")
         agent = self.synthesizer
         if findings:
             agent = replace(agent, prompt=agent.prompt + "\n\nFindings:\n" + "\n\n".join(findings))
-        body = agent.body(run.messages, run.route.id)
-        engine = run.agents.engine.limited(())
-        turn = await engine.open_chat(body, Needs(whole=run.needs.whole), run.route)
-        parts: list[str] = []
-        finishes: list[Finish] = []
-        used = 0
-        async for event in turn.source:
-            match event:
-                case Text(text=text, choice=0):
-                    parts.append(text)
-                    yield event
-                case Usage():
-                    run.usage = run.usage + event
-                    used = event.total_tokens
-                case Finish():
-                    finishes.append(event)  # after the step's end: the answer's last word
-                case Reasoning() | Refusal():
-                    yield event
-                case _:
-                    pass
-        answer = "".join(parts)
-        yield AgentStep("synthesizer", "end", time.perf_counter() - started, used)
-        for finish in finishes:
-            yield finish
-        async for event in run.follow_ups(answer):
+        async for event in run.answer(agent, run.messages):
+            yield event
+        async for event in run.follow_ups():
             yield event

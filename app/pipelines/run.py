@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from app.chat.events import NO_USAGE, AgentStep, Event, FollowUps, Usage
+from app.chat.events import (
+    NO_USAGE,
+    AgentStep,
+    Event,
+    Finish,
+    FollowUps,
+    Text,
+    ToolCallDelta,
+    Usage,
+)
 from app.chat.stateful import FOLLOW_UP_MAX_TOKENS, FOLLOW_UP_PROMPT, parse_follow_ups
 from app.errors import GatewayError
 from app.pipelines.agent import Agent, Agents, Emit, Result
@@ -37,6 +46,8 @@ class Run:
     side_timeout: float
     usage: Usage = field(default_factory=lambda: NO_USAGE)
     """The tokens of every step so far."""
+    answered: str = ""
+    """The answer's text, once it is streamed."""
 
     async def step(
         self, agent: Agent, messages: list[dict[str, Any]], emit: Emit, detail: str = ""
@@ -49,16 +60,49 @@ class Run:
         emit(AgentStep(agent.name, "end", result.seconds, tokens, detail))
         return result
 
+    async def answer(self, agent: Agent, messages: list[dict[str, Any]]) -> AsyncIterator[Event]:
+        """`agent`'s answer about `messages`, streamed here (never a broker's: the client is
+        here), framed by its `AgentStep`s; its finish comes after its end."""
+        started = time.perf_counter()
+        yield AgentStep(agent.name, "start")
+        engine = self.agents.engine.limited(agent.tools)
+        route = self.route if agent.model == self.route.id else None
+        route = route or await engine.resolve(agent.model or None)
+        body = agent.body(messages, route.id)
+        turn = await engine.open_chat(body, Needs(whole=self.needs.whole), route)
+        parts: list[str] = []
+        finishes: list[Finish] = []
+        used = 0
+        async for event in turn.source:
+            match event:
+                case Text(text=text, choice=0):
+                    parts.append(text)
+                    yield event
+                case Usage():
+                    self.usage = self.usage + event
+                    used = event.total_tokens
+                case Finish():
+                    finishes.append(event)
+                case Text() | ToolCallDelta():
+                    pass  # other choices; the client's tools (it sent none)
+                case _:
+                    yield event
+        self.answered = "".join(parts)
+        yield AgentStep(agent.name, "end", time.perf_counter() - started, used)
+        for finish in finishes:
+            yield finish
+
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.time())
 
-    async def follow_ups(self, answer: str) -> AsyncIterator[Event]:
-        """Three follow-up questions from the answering model, when the caller shows them."""
+    async def follow_ups(self) -> AsyncIterator[Event]:
+        """Three follow-up questions about the answer from the answering model, when the caller
+        shows them."""
         if not self.needs.follow_ups:
             return
         messages = [
             {"role": "system", "content": FOLLOW_UP_PROMPT},
-            {"role": "user", "content": f"User: {self.question}\nAssistant: {answer}"},
+            {"role": "user", "content": f"User: {self.question}\nAssistant: {self.answered}"},
         ]
         reply = ""
         with contextlib.suppress(GatewayError):  # generic questions instead
