@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from app.pipelines.graph import StepInput
+from app.config import Settings
+from app.pipelines.graph import GraphPipeline, Step, StepInput
 
 CALLS: list[tuple[str, float]] = []
 
@@ -26,3 +27,13 @@ def broken(given: StepInput) -> str:
 
 
 NOT_A_FUNCTION = 42
+
+
+def plugin_pipelines(settings: Settings) -> list[GraphPipeline]:
+    """An entry point of `ai_gateway.pipelines`: one pipeline whose step shouts."""
+    step = Step("shout", (), function=shout, ref="tests.pipelines.steps:shout")
+    return [GraphPipeline("plugged", f"from a plugin ({settings.server.port})", (step,))]
+
+
+def broken_plugin(settings: Settings) -> list[GraphPipeline]:
+    raise ValueError("cannot make pipelines")
