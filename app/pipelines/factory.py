@@ -11,10 +11,12 @@ from importlib.metadata import entry_points
 
 from app.chat.engine import Engine
 from app.config import ConfigError, Settings
+from app.pipelines import research
 from app.pipelines.agent import Agents, Tasks
 from app.pipelines.agents import AgentsPipeline
 from app.pipelines.catalogue import Pipelines
 from app.pipelines.graph import GraphPipeline
+from app.pipelines.research import ResearchPipeline
 from app.pipelines.run import Pipeline
 from app.pipelines.spec import load_pipelines, unknown_tools
 from app.tools.registry import ToolRegistry
@@ -49,7 +51,10 @@ def build_pipelines(
     graphs = [pipeline for pipeline in defined if isinstance(pipeline, GraphPipeline)]
     for warning in unknown_tools(graphs, tools):
         log.warning("%s", warning)
-    built: list[Pipeline] = [AgentsPipeline(settings.pipelines, tools), *defined]
+    built: list[Pipeline] = [AgentsPipeline(settings.pipelines, tools)]
+    if all(name in tools for name in research.NEEDS):
+        built.append(ResearchPipeline(registry, settings.pipelines.synthesizer_model))
+    built += defined
     providers = settings.providers
     return Pipelines(
         built, Agents(engine, tasks), providers.total_timeout, providers.request_timeout
