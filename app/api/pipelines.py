@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.api.deps import Actor, ConversationsDep, PipelinesDep, ServicesDep
+from app.api.deps import Actor, ConversationsDep, PipelinesDep, ServicesDep, asker
 from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
@@ -88,7 +88,7 @@ async def execute(
     else:
         chat = {"model": model, "messages": [{"role": "user", "content": body.input}]}
         needs = Needs(whole=not streamed, follow_ups=True)
-        turn = await gateway.engine.chat(chat, needs)
+        turn = await gateway.engine.chat(chat, needs, asker=asker(request, chat))
     if streamed:
         return stream_response(request, turn)
     result = await chat_json.body(turn)

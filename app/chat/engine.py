@@ -65,9 +65,11 @@ class PipelineTurns(Protocol):
         """For a pipeline's model id, the model its answer comes from ("" for DEFAULT_MODEL);
         None for any other model."""
 
-    async def open(self, body: dict[str, Any], needs: Needs, route: Route) -> Turn:
-        """The pipeline's turn for `body` (grounded already); `route` is its answering
-        model's."""
+    async def open(
+        self, body: dict[str, Any], needs: Needs, route: Route, placed: Placed | None
+    ) -> Turn:
+        """The pipeline's turn for `body`, grounded already with what is `placed` (None: the
+        turn is grounded for no one); `route` is its answering model's."""
 
 
 class Engine:
@@ -170,7 +172,9 @@ class Engine:
             placed = render(grounding, counter, self.grounder.room(messages, counter))
             messages = placed_messages(messages, placed)
         if self.pipelines is not None and self.is_pipeline(body.get("model")):
-            turn = await self.pipelines.open({**body, "messages": messages}, needs, route)
+            grounded = {**body, "messages": messages}
+            shown = None if asker is None else placed or NOTHING
+            turn = await self.pipelines.open(grounded, needs, route, shown)
         else:
             upstream = {**body, "messages": self.persona.apply(messages)}
             for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.chat.context import last_user_text, text_of
 from app.chat.events import Event, Usage
+from app.chat.grounding import Placed
 from app.chat.turn import Turn
 from app.errors import ModelNotFound
 from app.pipelines.agent import Agents
@@ -49,14 +50,22 @@ class Pipelines:
             return None
         return self.get(model.removeprefix(PREFIX)).answering_model
 
-    async def open(self, body: dict[str, Any], needs: Needs, route: Route) -> Turn:
+    async def open(
+        self, body: dict[str, Any], needs: Needs, route: Route, placed: Placed | None
+    ) -> Turn:
         pipeline = self.get(str(body["model"]).removeprefix(PREFIX))
-        return self.start(pipeline, body["messages"], needs, route)
+        return self.start(pipeline, body["messages"], needs, route, placed)
 
     def start(
-        self, pipeline: Pipeline, messages: list[dict[str, Any]], needs: Needs, route: Route
+        self,
+        pipeline: Pipeline,
+        messages: list[dict[str, Any]],
+        needs: Needs,
+        route: Route,
+        placed: Placed | None,
     ) -> Turn:
-        """`pipeline`'s turn about `messages`, its answer from `route`."""
+        """`pipeline`'s turn about `messages`, grounded with `placed`, its answer from
+        `route`."""
         run = Run(
             pipeline=pipeline.id,
             messages=messages,
@@ -66,6 +75,7 @@ class Pipelines:
             agents=self._agents,
             deadline=time.time() + self._total_timeout,
             side_timeout=self._side_timeout,
+            placed=placed,
         )
         return Turn(PREFIX + pipeline.id, _events(pipeline, run), lists_tools=True)
 

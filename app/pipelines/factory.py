@@ -16,6 +16,7 @@ from app.pipelines.agent import Agents, Tasks
 from app.pipelines.agents import AgentsPipeline
 from app.pipelines.catalogue import Pipelines
 from app.pipelines.graph import GraphPipeline
+from app.pipelines.rag_qa import RagQaPipeline
 from app.pipelines.research import ResearchPipeline
 from app.pipelines.run import Pipeline
 from app.pipelines.spec import load_pipelines, unknown_tools
@@ -52,8 +53,11 @@ def build_pipelines(
     for warning in unknown_tools(graphs, tools):
         log.warning("%s", warning)
     built: list[Pipeline] = [AgentsPipeline(settings.pipelines, tools)]
+    answering = settings.pipelines.synthesizer_model
     if all(name in tools for name in research.NEEDS):
-        built.append(ResearchPipeline(registry, settings.pipelines.synthesizer_model))
+        built.append(ResearchPipeline(registry, answering))
+    if settings.knowledge.rag_enabled:
+        built.append(RagQaPipeline(answering))
     built += defined
     providers = settings.providers
     return Pipelines(

@@ -20,6 +20,7 @@ from app.chat.events import (
     ToolCallDelta,
     Usage,
 )
+from app.chat.grounding import Placed
 from app.chat.stateful import FOLLOW_UP_MAX_TOKENS, FOLLOW_UP_PROMPT, parse_follow_ups
 from app.errors import GatewayError
 from app.pipelines.agent import Agent, Agents, Emit, Result
@@ -44,6 +45,9 @@ class Run:
     deadline: float
     """Unix time by which every step must be done (TOTAL_TIMEOUT from the start)."""
     side_timeout: float
+    placed: Placed | None = None
+    """The memories and passages placed in `messages` for the user who asks; None when the turn
+    is grounded for no one."""
     usage: Usage = field(default_factory=lambda: NO_USAGE)
     """The tokens of every step so far."""
     answered: str = ""
@@ -60,7 +64,9 @@ class Run:
         emit(AgentStep(agent.name, "end", result.seconds, tokens, detail))
         return result
 
-    async def answer(self, agent: Agent, messages: list[dict[str, Any]]) -> AsyncIterator[Event]:
+    async def answer(
+        self, agent: Agent, messages: list[dict[str, Any]], detail: str = ""
+    ) -> AsyncIterator[Event]:
         """`agent`'s answer about `messages`, streamed here (never a broker's: the client is
         here), framed by its `AgentStep`s; its finish comes after its end."""
         started = time.perf_counter()
@@ -88,7 +94,7 @@ class Run:
                 case _:
                     yield event
         self.answered = "".join(parts)
-        yield AgentStep(agent.name, "end", time.perf_counter() - started, used)
+        yield AgentStep(agent.name, "end", time.perf_counter() - started, used, detail)
         for finish in finishes:
             yield finish
 
