@@ -45,7 +45,9 @@ class Agent:
     def body(self, messages: list[dict[str, Any]], model: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
-            "messages": [{"role": "system", "content": self.prompt}, *messages],
+            "messages": [{"role": "system", "content": self.prompt}, *messages]
+            if self.prompt
+            else messages,
             "max_tokens": self.max_tokens,
         }
         if self.schema is not None:
