@@ -179,7 +179,9 @@ class Workers:
         self.log = directory / "tasks.jsonl"
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, **overrides: Any) -> subprocess.Popen[bytes]:
+    def start(self, *, ready: bool = True, **overrides: Any) -> subprocess.Popen[bytes]:
+        """A worker with these settings (BROKER_CONCURRENCY=...), consuming when `ready`;
+        else maybe still starting, or already dead of a task it took at once."""
         values = self.settings.model_dump() | overrides
         env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
         env |= {
@@ -196,6 +198,8 @@ class Workers:
         )
         stderr.close()
         self.running.append(process)
+        if not ready:
+            return process
         assert process.stdout is not None
         line = process.stdout.readline()  # `ready`, or nothing when it died
         assert line.strip() == b"ready", f"the worker did not start: see {stderr.name}"
