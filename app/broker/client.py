@@ -48,7 +48,12 @@ class TaskClient:
         self._backend.on_replies(self._address, self._receive)
 
     async def open(self) -> None:
-        await self._backend.start()
+        """Connect; BrokerUnavailable when the broker cannot be reached."""
+        try:
+            await self._backend.start()
+        except Exception as exc:
+            await self._backend.stop()
+            raise BrokerUnavailable(f"cannot reach the broker of BROKER_URL: {exc}") from exc
 
     async def close(self) -> None:
         await self._backend.stop()

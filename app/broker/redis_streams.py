@@ -92,6 +92,7 @@ class RedisStreams:
         self._dead = f"{prefix}.dead"
         self._prefix = prefix
         self._consumer = ""
+        self._started = False
         self.broker = RedisBroker(
             settings.broker_url,
             graceful_timeout=settings.broker_shutdown_grace,
@@ -141,11 +142,12 @@ class RedisStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
         await self.broker.start()
+        self._started = True
 
     async def stop(self) -> None:
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
-        if self._consumer:
+        if self._started and self._consumer:
             client = await self.broker.connect()
             await client.eval(_LEAVE, 1, self._tasks, self._group, self._consumer)
         await self.broker.stop()

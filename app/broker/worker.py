@@ -48,8 +48,8 @@ async def serve(
     backend.on_tasks(_Runner(backend, handlers, settings).deliver)
     stop = stop or asyncio.Event()
     with _stop_on_signals(stop):
-        await backend.start()
         try:
+            await backend.start()
             log.info("worker consuming %s tasks from %s", settings.broker_prefix, _safe(settings))
             if on_ready is not None:
                 on_ready()

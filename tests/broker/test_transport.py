@@ -14,8 +14,9 @@ import pytest
 from app.broker import TaskClient
 from app.broker.backend import backend_for
 from app.broker.envelope import DEAD_REASON, DELIVERIES, Reply, Task
-from app.config import PipelineSettings
+from app.config import PipelineSettings, load_settings
 from app.errors import (
+    BrokerUnavailable,
     InvalidRequest,
     TaskDeadLettered,
     TaskFailed,
@@ -23,6 +24,7 @@ from app.errors import (
     UpstreamTimeout,
 )
 from tests.broker.conftest import Broker, Workers
+from tests.fakes.serve import free_port
 
 
 def soon(seconds: float) -> float:
@@ -237,3 +239,14 @@ async def test_sigterm_finishes_the_running_task_and_takes_no_new_one(
     successor = workers.start()
     assert (await later)["pid"] == successor.pid
     assert worker.pid not in started(workers, "later")
+
+
+async def test_a_broker_that_cannot_be_reached_is_broker_unavailable() -> None:
+    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+    client = TaskClient(load_settings(_env_file=None, broker_url=url).pipelines)
+
+    with pytest.raises(BrokerUnavailable) as caught:
+        await client.open()
+
+    assert caught.value.status == 503
+    assert "cannot reach the broker" in caught.value.message
