@@ -336,6 +336,10 @@ class OpsSettings(_Section):
         return shlex.split(self.watchdog_command) or [sys.executable, "-m", "app", "serve"]
 
 
+BROKER_SCHEMES = ("redis:", "rediss:", "nats:", "tls:", "kafka:")
+"""What BROKER_URL may start with: Redis Streams, NATS JetStream (`tls:` too), Kafka."""
+
+
 class PipelineSettings(_Section):
     pipelines_file: Path | None = None
     planner_model: str = ""
@@ -343,7 +347,23 @@ class PipelineSettings(_Section):
     critic_model: str = ""
     synthesizer_model: str = ""
 
+    broker_url: str = ""
+    broker_prefix: str = Field("gateway", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    broker_visibility_timeout: float = Field(30.0, gt=0)
+    broker_max_attempts: int = Field(3, ge=1, le=100)
+    broker_concurrency: int = Field(16, ge=1, le=1024)
+    broker_shutdown_grace: float = Field(30.0, ge=0)
+
     _file = field_validator("pipelines_file", mode="before")(_empty_is_unset)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(BROKER_SCHEMES):
+            schemes = ", ".join(f"{scheme}//" for scheme in BROKER_SCHEMES)
+            raise ValueError(f"must start with one of {schemes}, got {value!r}")
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,12 @@ Anthropic Messages API's paths, to Anthropic's: `body_at`).
     │   └── ToolTimeout             504 tool_timeout, a tool ran past TOOL_TIMEOUT
     ├── StepFailed                  502 pipeline_step_failed, a pipeline's function step raised
     ├── StateUnavailable            503 state_unavailable, Redis (sessions, history) unreachable
-    └── KnowledgeUnavailable        503 knowledge_unavailable, no embedder or Chroma unreachable
-        └── IndexMismatch           503 index_mismatch, vectors of another embedding model
+    ├── KnowledgeUnavailable        503 knowledge_unavailable, no embedder or Chroma unreachable
+    │   └── IndexMismatch           503 index_mismatch, vectors of another embedding model
+    ├── BrokerUnavailable           503 broker_unavailable, BROKER_URL's broker refused a task
+    ├── TaskTimeout                 504 task_timeout, no worker answered a task by its deadline
+    └── TaskFailed                  500 task_failed, a task's handler raised (not a GatewayError)
+        └── TaskDeadLettered        500 task_dead_lettered, a task given up after its attempts
 
 A tool refuses bad input with `InvalidRequest` (naming the argument in `param`).
 
@@ -256,3 +260,21 @@ class KnowledgeUnavailable(GatewayError):
 
 class IndexMismatch(KnowledgeUnavailable):
     code = "index_mismatch"
+
+
+class BrokerUnavailable(GatewayError):
+    status = 503
+    code = "broker_unavailable"
+
+
+class TaskTimeout(GatewayError):
+    status = 504
+    code = "task_timeout"
+
+
+class TaskFailed(GatewayError):
+    code = "task_failed"
+
+
+class TaskDeadLettered(TaskFailed):
+    code = "task_dead_lettered"
