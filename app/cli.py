@@ -1,9 +1,10 @@
-"""`python -m app serve`, `python -m app keys create|list`, `python -m app ingest PATH...` and
-`python -m app reindex` (and the `ai-gateway` console script)."""
+"""`python -m app serve`, `worker`, `watchdog`, `keys create|list`, `ingest PATH...` and
+`reindex` (and the `ai-gateway` console script)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import importlib.util
 import os
@@ -99,6 +100,15 @@ def _multiprocess_metrics(data_dir: Path) -> None:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _worker(_: argparse.Namespace) -> int:
+    from app.worker import run_worker
+
+    settings = load_settings()
+    setup_logging(settings.server)
+    asyncio.run(run_worker(settings))
+    return 0
 
 
 def _watchdog(args: argparse.Namespace) -> int:
@@ -233,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to listen on (default: HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT)")
     serve.set_defaults(handler=_serve)
+    worker = commands.add_parser(
+        "worker", help="run pipeline steps from the broker of BROKER_URL (any number of workers)"
+    )
+    worker.set_defaults(handler=_worker)
     watchdog = commands.add_parser(
         "watchdog", help="probe the gateway, restart it when it hangs or dies, send alerts"
     )

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from app.broker import TaskClient
+from app.broker.backend import shown_url
 from app.chat.engine import Engine
 from app.chat.grounding import Grounder
 from app.chat.persona import Persona
@@ -144,7 +146,14 @@ async def open_services(
             ),
             observers=observing,
         )
-        engine.pipelines = catalogue = build_pipelines(settings, engine, registry, pipelines)
+        tasks = None
+        if settings.pipelines.broker_url:
+            tasks = TaskClient(settings.pipelines)
+            await tasks.open()
+            stack.push_async_callback(tasks.close)
+            log.info("pipeline steps go to the workers of %s", shown_url(settings.pipelines))
+        catalogue = build_pipelines(settings, engine, registry, pipelines, tasks)
+        engine.pipelines = catalogue
         folder = Folder(
             router,
             sessions,

@@ -25,14 +25,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.broker import Handler, LocalTasks, TaskClient, Tasks, serve  # noqa: E402
+from app.broker import Handler, TaskClient, serve  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from app.state.redis import redis_server_binary  # noqa: E402
 
@@ -129,10 +129,34 @@ def _workers(url: str, prefix: str, count: int, concurrency: int) -> Iterator[No
                 process.stdout.close()
 
 
+class Tasks(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def request(
+        self, kind: str, payload: dict[str, Any], deadline: float
+    ) -> dict[str, Any]: ...
+
+
+class _InProcess:
+    """The baseline: the handler called in this process, as the gateway runs a step without a
+    broker."""
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def request(self, kind: str, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
+        return await HANDLERS[kind](payload)
+
+
 @asynccontextmanager
 async def _tasks(url: str = "", prefix: str = "bench") -> AsyncIterator[Tasks]:
     settings = load_settings(_env_file=None, broker_url=url, broker_prefix=prefix).pipelines
-    tasks: Tasks = TaskClient(settings) if url else LocalTasks(HANDLERS)
+    tasks: Tasks = TaskClient(settings) if url else _InProcess()
     await tasks.open()
     try:
         yield tasks

@@ -96,3 +96,9 @@ def backend_for(settings: PipelineSettings) -> Backend:
 def process_name() -> str:
     """This process's name among the workers and gateways: host, pid and a random part."""
     return f"{socket.gethostname()}-{os.getpid()}-{new_id(hex_digits=6)}"
+
+
+def shown_url(settings: PipelineSettings) -> str:
+    """BROKER_URL without its credentials, for the log."""
+    scheme, _, rest = settings.broker_url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"

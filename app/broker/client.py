@@ -1,40 +1,22 @@
 """The gateway's side: `TaskClient` publishes tasks and waits for their replies, which come on
-this process's own reply address and are matched to their requests by correlation id.
-`tasks_for` gives it, or `LocalTasks` when BROKER_URL is empty."""
+this process's own reply address and are matched to their requests by correlation id. Without
+BROKER_URL there is none: the pipelines run their steps in the gateway's process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 from app.broker.backend import backend_for, process_name
 from app.broker.envelope import Reply, Task
-from app.broker.local import LocalTasks
-from app.broker.worker import Handler
 from app.config import PipelineSettings
 from app.errors import BrokerUnavailable, TaskTimeout
 from app.ids import new_id
 
 log = logging.getLogger(__name__)
-
-
-class Tasks(Protocol):
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def request(
-        self, kind: str, payload: dict[str, Any], deadline: float
-    ) -> dict[str, Any]: ...
-
-
-def tasks_for(settings: PipelineSettings, handlers: Mapping[str, Handler]) -> Tasks:
-    """A TaskClient for BROKER_URL; without one, `handlers` run in this process."""
-    return TaskClient(settings) if settings.broker_url else LocalTasks(handlers)
 
 
 class TaskClient:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
-from app.broker.backend import Backend, Delivery, backend_for
+from app.broker.backend import Backend, Delivery, backend_for, shown_url
 from app.broker.envelope import DEAD_REASON, DELIVERIES, REPLY_TO, Reply, Task
 from app.config import PipelineSettings, load_settings
 from app.errors import GatewayError, TaskDeadLettered, TaskFailed
@@ -50,7 +50,9 @@ async def serve(
     with _stop_on_signals(stop):
         try:
             await backend.start()
-            log.info("worker consuming %s tasks from %s", settings.broker_prefix, _safe(settings))
+            log.info(
+                "worker consuming %s tasks from %s", settings.broker_prefix, shown_url(settings)
+            )
             if on_ready is not None:
                 on_ready()
             await stop.wait()
@@ -161,9 +163,3 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-
-
-def _safe(settings: PipelineSettings) -> str:
-    """BROKER_URL without its password."""
-    scheme, _, rest = settings.broker_url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"

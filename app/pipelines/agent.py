@@ -4,6 +4,7 @@ a task that a worker (`python -m app worker`) runs the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from app.chat.events import (
     from_record,
     to_record,
 )
+from app.errors import TaskTimeout
 from app.providers.router import Needs
 from app.tools.registry import ToolOutcome
 
@@ -70,8 +72,8 @@ class Result:
 
 
 class Tasks(Protocol):
-    """A broker's client: a task of `kind` run by a worker, its reply by `deadline` (Unix
-    time)."""
+    """A broker's client (`broker.TaskClient`): a task of `kind` run by a worker, its reply by
+    `deadline` (Unix time)."""
 
     async def request(
         self, kind: str, payload: dict[str, Any], deadline: float
@@ -120,7 +122,14 @@ class Agents:
     ) -> Result:
         """`agent`'s whole answer about `messages`, by `deadline` (Unix time)."""
         if self._tasks is None:
-            return await run_here(self._engine, agent, messages, emit)
+            timeout = asyncio.timeout(deadline - time.time())
+            try:
+                async with timeout:
+                    return await run_here(self._engine, agent, messages, emit)
+            except TimeoutError:
+                if not timeout.expired():
+                    raise
+                raise TaskTimeout(f"the {agent.name} step did not finish in time") from None
         answer = await self._tasks.request(TASK_KIND, payload(agent, messages), deadline)
         result = from_reply(answer)
         for number, outcome in enumerate(result.outcomes):  # seen only now, in order
@@ -163,3 +172,9 @@ async def run_here(
         prompt, completion = counter.messages(body["messages"]), counter.count(text)
         usage = Usage(prompt, completion, prompt + completion, estimated=True)
     return Result(text, turn.model, usage, outcomes, time.perf_counter() - started)
+
+
+async def handle(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
+    """A worker's run of an agent's step sent as a task."""
+    agent, messages = from_payload(data)
+    return reply(await run_here(engine, agent, messages))
