@@ -30,8 +30,8 @@ the scenario:
                   the next of `state.plans` (then a one-subtask plan), the critic the next of
                   `state.verdicts` (then an acceptance), a worker offered tools calls them as
                   tool-model does and then says "Did: <its subtask> with <tool result>", else
-                  "Did: <its subtask>"; the synthesizer "Answer from N findings."; follow-up
-                  prompts get three questions
+                  "Did: <its subtask>", streamed after `state.worker_delay` s; the synthesizer
+                  "Answer from N findings."; follow-up prompts get three questions
     anything else 404 model_not_found
 
 `/v1/completions` answers each prompt (a string or a list) as the chat scenario of the same model
@@ -107,6 +107,7 @@ class OpenAIUpstreamState:
     replies: list[str] = field(default_factory=list)
     plans: list[str] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
+    worker_delay: float = 0.0
 
 
 class UpstreamCut(Exception):
@@ -232,6 +233,12 @@ def _scripted(state: OpenAIUpstreamState, messages: list[Json]) -> tuple[list[Js
     return [], "Final: " + " | ".join(results)
 
 
+def _is_worker(body: Json) -> bool:
+    messages = body.get("messages") or [{}]
+    role = _text(messages[0]) if messages[0].get("role") == "system" else ""
+    return role.startswith("You are a worker")
+
+
 TEAM_PLAN = '{"subtasks": [{"task": "look it up", "tools": [], "needs": "nothing"}]}'
 
 
@@ -333,6 +340,8 @@ async def _chunks(
 
     if model == "slow-first":
         await asyncio.sleep(state.slow_first_delay)
+    if model == "team" and state.worker_delay and _is_worker(body):
+        await asyncio.sleep(state.worker_delay)
     for step, delta in enumerate(deltas):
         if step == 3 and model == "cut":
             raise UpstreamCut
