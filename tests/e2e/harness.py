@@ -125,9 +125,16 @@ def _base_env() -> dict[str, str]:
 
 @contextmanager
 def gateway(
-    data_dir: Path, port: int, *, openai_base_url: str = "", local: bool = False, log: Path
+    data_dir: Path,
+    port: int,
+    *,
+    openai_base_url: str = "",
+    local: bool = False,
+    log: Path,
+    **settings: str,
 ) -> Iterator[Started]:
-    """`python -m app serve` from this checkout, as a user starts it."""
+    """`python -m app serve` from this checkout, as a user starts it; `settings` are more of
+    its environment."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = _base_env() | {
         "HOST": "127.0.0.1",
@@ -139,6 +146,7 @@ def gateway(
         "OPENAI_BASE_URL": openai_base_url,
         "OPENAI_API_KEY": "upstream-key" if openai_base_url else "",
         "PYTHONUNBUFFERED": "1",
+        **settings,
     }
     argv = [sys.executable, "-m", "app", "serve"]
     with _process(argv, env, ROOT, log, f"http://127.0.0.1:{port}/health", 120) as started:

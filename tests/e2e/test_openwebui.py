@@ -72,6 +72,11 @@ def stack(openai_server: tuple[str, OpenAIUpstreamState]) -> Iterator[Stack]:
                 openai_base_url=f"{upstream_url}/v1",
                 local=True,
                 log=root / "gateway.log",
+                # pipeline/agents' agents: the upstream's `team` plays each by its role
+                PLANNER_MODEL="openai/team",
+                WORKER_MODEL="openai/team",
+                CRITIC_MODEL="openai/team",
+                SYNTHESIZER_MODEL="openai/team",
             ) as gateway,
             harness.openwebui(
                 f"{gateway.url}/v1",
@@ -173,6 +178,23 @@ def test_a_gateway_tool_shows_as_a_status_line_not_in_the_answer(stack: Stack) -
     assert reply["text"] == 'Final: {"expression":"6*7","result":42}', where
     assert reply["status"].startswith("Ran calculator in "), where
     assert reply["errors"] == [], where
+
+
+def test_a_pipeline_is_a_model_whose_steps_show_as_status_lines(stack: Stack) -> None:
+    """pipeline/agents, picked like any model: OpenWebUI shows its steps as status lines above
+    the answer (the last one, the synthesizer's end, stays), and the answer is the synthesizer's
+    alone."""
+    stack.upstream.plans = ['{"subtasks": [{"task": "find A"}, {"task": "find B"}]}']
+    try:
+        reply = chat(stack, "pipeline/agents", "Compare A and B", "pipeline-status")
+    finally:
+        stack.upstream.plans = []
+    where = _shown(reply)
+    assert reply["text"] == "Answer from 2 findings.", where
+    assert reply["status"].startswith("synthesizer done in "), where
+    assert reply["errors"] == [], where
+    steps = [str(r["messages"][0].get("content", ""))[:40] for r in stack.upstream.requests]
+    assert sum("worker" in step for step in steps) >= 2, steps
 
 
 def _shown(reply: dict[str, Any]) -> str:
