@@ -240,6 +240,9 @@ class Engine:
         )
 
     async def _complete(self, body: dict[str, Any], needs: Needs) -> Turn:
+        if self.is_pipeline(body.get("model")):
+            message = f"{body['model']} answers chats: ask it on /v1/chat/completions"
+            raise InvalidRequest(message, param="model")
         route = await self.router.resolve(body.get("model"))
         deadline = time.monotonic() + self._total_timeout
 

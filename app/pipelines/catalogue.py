@@ -11,7 +11,7 @@ from app.chat.context import last_user_text, text_of
 from app.chat.events import Event, Usage
 from app.chat.grounding import Placed
 from app.chat.turn import Turn
-from app.errors import ModelNotFound
+from app.errors import InvalidRequest, ModelNotFound
 from app.pipelines.agent import Agents
 from app.pipelines.run import Pipeline, Run
 from app.providers.router import Needs, Route
@@ -54,6 +54,8 @@ class Pipelines:
         self, body: dict[str, Any], needs: Needs, route: Route, placed: Placed | None
     ) -> Turn:
         pipeline = self.get(str(body["model"]).removeprefix(PREFIX))
+        if needs.choices > 1:
+            raise InvalidRequest("a pipeline gives one answer: n must be 1", param="n")
         return self.start(pipeline, body["messages"], needs, route, placed)
 
     def start(

@@ -314,3 +314,16 @@ def test_sse_chat_chunks_are_valid(gateway: str) -> None:
     assert chunks[-1] == "[DONE]"
     finishes = [c["choices"][0]["finish_reason"] for c in chunks[:-1] if c.get("choices")]
     assert finishes[-1] == "stop"
+
+
+def test_what_a_pipeline_cannot_do_is_a_400(gateway: str) -> None:
+    chat = {"model": "pipeline/agents", "messages": [{"role": "user", "content": "x"}], "n": 2}
+    resp = httpx.post(f"{gateway}/v1/chat/completions", json=chat, timeout=30)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "n"
+    raw = {"model": "pipeline/agents", "prompt": "Once upon a time"}
+    resp = httpx.post(f"{gateway}/v1/completions", json=raw, timeout=30)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == (
+        "pipeline/agents answers chats: ask it on /v1/chat/completions"
+    )
