@@ -342,8 +342,9 @@ class PipelineSettings(_Section):
     worker_model: str = ""
     critic_model: str = ""
     synthesizer_model: str = ""
+    intents_file: Path | None = None
 
-    _file = field_validator("pipelines_file", mode="before")(_empty_is_unset)
+    _file = field_validator("pipelines_file", "intents_file", mode="before")(_empty_is_unset)
 
 
 @dataclass(frozen=True, slots=True)
