@@ -8,8 +8,9 @@
 4. fallback: the configured fallback intent.
 
 The conversation's current intent is kept (stage `kept`) for a message that names no intent
-("and the second one?"), that is ambiguous between it and others, or that the model answers
-with the fallback or nothing it knows. The examples are embedded once, at first use, in one
+("and the second one?"), that is ambiguous between it and others, whose best intent is another
+but below the `switch` threshold, or that the model answers with the fallback or nothing it
+knows. The examples are embedded once, at first use, in one
 batch. Scores and the model's answer are kept in the intent cache per message, so that a message
 seen again is neither embedded nor asked about again.
 """
@@ -114,13 +115,16 @@ class Classifier:
     def _by_scores(
         self, scores: dict[str, float], current: str | None, unclear: tuple[Stage, str]
     ) -> tuple[Stage, str] | None:
-        """The embedding stage's decision: an intent, `unclear` (the message names none, or is
-        ambiguous between the current intent and others), or None (ambiguous: the model's)."""
+        """The embedding stage's decision: an intent, `unclear` (the message names none, is
+        ambiguous between the current intent and others, or is not clear enough to leave the
+        current intent), or None (ambiguous: the model's)."""
         if not scores:
             return None
         limits = self.intents.thresholds
         ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
         (name, best), runner_up = ranked[0], ranked[1][1] if len(ranked) > 1 else 0.0
+        if current is not None and name != current and best < limits.switch:
+            return unclear
         if best >= limits.match and best - runner_up >= limits.margin:
             return "embedding", name
         contenders = {name for name, score in ranked if best - score < limits.margin}

@@ -25,7 +25,7 @@ TargetKind = Literal["pipeline", "prompt", "model", "escalate"]
 TARGETS: tuple[TargetKind, ...] = get_args(TargetKind)
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 _INTENT_FIELDS = ("name", "description", "examples", "patterns", "urgent", *TARGETS)
-_THRESHOLDS = ("match", "margin", "floor", "neighbours")
+_THRESHOLDS = ("match", "margin", "floor", "switch", "neighbours")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +51,13 @@ class Intent:
 class Thresholds:
     """The embedding stage's: an intent's score is the mean cosine similarity of its
     `neighbours` nearest examples; the best intent is decided when its score reaches `match`
-    and leads every other by `margin`; below `floor` the message names no intent."""
+    and leads every other by `margin`; below `floor` the message names no intent. A
+    conversation leaves its current intent only for one whose score reaches `switch`."""
 
     match: float = 0.3
-    margin: float = 0.03
+    margin: float = 0.01
     floor: float = 0.26
+    switch: float = 0.4
     neighbours: int = 3
 
 
@@ -177,7 +179,7 @@ class _Reader:
     def thresholds(self, node: yaml.Node) -> Thresholds:
         fields = self.mapping(node, "`thresholds`", _THRESHOLDS)
         values: dict[str, Any] = {}
-        for name in ("match", "margin", "floor"):
+        for name in ("match", "margin", "floor", "switch"):
             if name in fields:
                 value = self.scalar(fields[name])
                 if isinstance(value, bool) or not isinstance(value, int | float):

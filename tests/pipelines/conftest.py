@@ -17,6 +17,7 @@ thresholds:
   match: 0.45
   margin: 0.05
   floor: 0.25
+  switch: 0.7
   neighbours: 1
 intents:
   - name: safety

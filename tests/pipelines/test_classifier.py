@@ -193,13 +193,30 @@ async def test_an_ambiguous_message_keeps_the_current_intent_when_it_is_a_conten
     tmp_path: Path, embedder: CountingEmbedder
 ) -> None:
     model = Model("billing")
-    classifier = Classifier(small(tmp_path, margin=0.9), embedder=embedder, ask=model)
+    classifier = Classifier(small(tmp_path, margin=0.9, switch=0.5), embedder=embedder, ask=model)
     kept = await classifier.classify(MIXED, current="refunds")
     assert (kept.intent, kept.stage) == ("refunds", "kept")
     assert model.asked == []
     asked = await classifier.classify(MIXED)
     assert (asked.intent, asked.stage) == ("billing", "model")
     assert len(model.asked) == 1
+
+
+async def test_the_conversation_leaves_its_intent_only_for_one_above_switch(
+    small_file: Path, embedder: CountingEmbedder
+) -> None:
+    classifier = Classifier(load_intents(small_file), embedder=embedder)
+    paid = "I paid twice, please send me a receipt"
+    alone = await classifier.classify(paid)
+    assert (alone.intent, alone.stage) == ("billing", "embedding")
+    assert 0.45 <= alone.score < 0.7
+    kept = await classifier.classify(paid, current="delivery")
+    assert (kept.intent, kept.stage) == ("delivery", "kept")
+    same = await classifier.classify(paid, current="billing")
+    assert (same.intent, same.stage) == ("billing", "embedding")
+    left = await classifier.classify(CLEAR, current="billing")
+    assert (left.intent, left.stage) == ("delivery", "embedding")
+    assert left.score >= 0.7
 
 
 async def test_the_model_answering_the_fallback_keeps_the_current_intent(small_file: Path) -> None:
@@ -310,7 +327,9 @@ async def test_the_default_set_routes_a_support_desk(embedder: CountingEmbedder)
         ("the package has not shown up yet, any news?", None, "orders", "embedding"),
         ("who painted the ceiling of the Sistine Chapel", None, "general", "fallback"),
         ("Can you suggest a good recipe for pancakes?", None, "general", "embedding"),
-        ("and the second one?", "orders", "orders", "kept"),
+        ("and the second one?", "billing", "billing", "kept"),
+        ("yes please", "returns", "returns", "kept"),
+        ("Has my parcel been sent yet? I ordered on Monday", "billing", "orders", "embedding"),
     ]
     for text, current, intent, stage in cases:
         found = await classifier.classify(text, current)

@@ -43,7 +43,9 @@ def test_intents_file_is_a_pipeline_setting(small_file: Path) -> None:
     assert intents["safety"].target == Target(
         "escalate", "Keep away from it; our safety team has been alerted."
     )
-    assert intents.thresholds == Thresholds(match=0.45, margin=0.05, floor=0.25, neighbours=1)
+    assert intents.thresholds == Thresholds(
+        match=0.45, margin=0.05, floor=0.25, switch=0.7, neighbours=1
+    )
     assert intents["safety"].patterns[0].search("The TOASTER is ON FIRE")
     assert "billing" in intents
     assert "nothing" not in intents
@@ -103,6 +105,7 @@ intents:
         (GOOD_INTENT + "thresholds:\n  margin: lots\n", 8, "`margin` must be a number"),
         (GOOD_INTENT + "thresholds:\n  neighbours: 0\n", 8, "`neighbours` must be an integer"),
         (GOOD_INTENT + "thresholds:\n  match: 0.3\n  floor: 0.4\n", 8, "`floor` (0.4) is above"),
+        (GOOD_INTENT + "thresholds:\n  switch: -1\n", 8, "`switch` must be between 0 and 1"),
         (GOOD_INTENT + "thresholds:\n  limit: 0.3\n", 8, "unknown field 'limit'"),
     ],
 )
