@@ -1,5 +1,5 @@
 """The intent benchmark's labelled set is a fair test of the shipped intents: large enough, over
-every intent, with out-of-scope utterances, split in two halves, and none of its utterances one
+every intent, with out-of-scope utterances, in three splits, and none of its utterances one
 of the examples the classifier learns from."""
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ def test_the_set_covers_every_intent_with_out_of_scope_utterances() -> None:
     assert set(counts) == set(intents.names)
     assert min(counts.values()) >= 20
     assert counts[intents.fallback] / len(utterances) >= 0.10
-    for split in ("dev", "held-out"):
-        half = Counter(u.intent for u in utterances if u.split == split)
-        assert set(half) == set(intents.names), split
-    assert {u.split for u in utterances} == {"dev", "held-out"}
+    splits = {u.split for u in utterances}
+    assert splits == {"dev", "held-out", "fresh"}
+    for split in splits:
+        part = [u for u in utterances if u.split == split]
+        assert {u.intent for u in part} == set(intents.names), split
+        assert sum(u.intent == intents.fallback for u in part) / len(part) >= 0.10, split
 
 
 def test_no_utterance_is_an_example_or_repeated() -> None:
