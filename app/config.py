@@ -346,6 +346,7 @@ class PipelineSettings(_Section):
     worker_model: str = ""
     critic_model: str = ""
     synthesizer_model: str = ""
+    intents_file: Path | None = None
 
     broker_url: str = ""
     broker_prefix: str = Field("gateway", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -354,7 +355,7 @@ class PipelineSettings(_Section):
     broker_concurrency: int = Field(16, ge=1, le=1024)
     broker_shutdown_grace: float = Field(30.0, ge=0)
 
-    _file = field_validator("pipelines_file", mode="before")(_empty_is_unset)
+    _file = field_validator("pipelines_file", "intents_file", mode="before")(_empty_is_unset)
 
     @field_validator("broker_url")
     @classmethod

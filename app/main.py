@@ -40,7 +40,7 @@ from app.api.openapi import install_openapi
 from app.chat.persona import load_persona
 from app.config import Settings, load_settings
 from app.ops.logging import adopt_library_loggers, install_log_context
-from app.pipelines.factory import defined_pipelines
+from app.pipelines.factory import read_definitions
 from app.security.auth import Access, install_auth
 from app.security.keys import KeyStore
 from app.services import open_services
@@ -67,7 +67,7 @@ def create_app(
     settings = settings or load_settings()
     install_log_context()
     persona = load_persona(settings.server.persona_path)
-    defined = defined_pipelines(settings)
+    definitions = read_definitions(settings)
     docs_enabled = settings.server.docs_enabled
     access = Access(
         KeyStore.from_settings(settings.security, settings.server.data_dir),
@@ -77,7 +77,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        opening = open_services(settings, persona, tool_plugins, span_exporter, defined)
+        opening = open_services(settings, persona, tool_plugins, span_exporter, definitions)
         async with opening as services:
             adopt_library_loggers()
             if freeze_startup:

@@ -27,8 +27,7 @@ from app.ops.health import HealthChecker
 from app.ops.metrics import Metrics
 from app.ops.observers import observers
 from app.pipelines.catalogue import Pipelines
-from app.pipelines.factory import build_pipelines
-from app.pipelines.run import Pipeline
+from app.pipelines.factory import Definitions, build_pipelines, read_definitions
 from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
@@ -78,11 +77,11 @@ async def open_services(
     persona: Persona,
     tool_plugins: Iterable[Plugin] | None = None,
     span_exporter: SpanExporter | None = None,
-    pipelines: Iterable[Pipeline] = (),
+    definitions: Definitions | None = None,
 ) -> AsyncIterator[Services]:
     """Every service, open; `tool_plugins` replaces the built-in and installed tool plugins,
-    `span_exporter` the OTLP collector (and turns tracing on); `pipelines` are those defined
-    beside the built-in ones."""
+    `span_exporter` the OTLP collector (and turns tracing on); `definitions` are the pipelines'
+    files and plugins, read already (else read here)."""
     async with AsyncExitStack() as stack:
         tracing = _tracing(settings, span_exporter)
         if tracing is not None:
@@ -152,7 +151,15 @@ async def open_services(
             await tasks.open()
             stack.push_async_callback(tasks.close)
             log.info("pipeline steps go to the workers of %s", shown_url(settings.pipelines))
-        catalogue = build_pipelines(settings, engine, registry, pipelines, tasks)
+        catalogue = build_pipelines(
+            settings,
+            engine,
+            registry,
+            definitions=definitions or read_definitions(settings),
+            cache=caches.intent,
+            embedder=knowledge.embedder,
+            tasks=tasks,
+        )
         engine.pipelines = catalogue
         folder = Folder(
             router,

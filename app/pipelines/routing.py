@@ -42,12 +42,12 @@ class RouterPipeline:
     def __init__(
         self,
         classifier: Classifier,
-        pipeline: Callable[[str], Pipeline],
+        pipeline: Callable[[str], Pipeline | None],
         model: str,
         alert_url: str = "",
     ) -> None:
-        """`pipeline` finds a target pipeline by its id; `model` answers the intents whose
-        target is a prompt."""
+        """`pipeline` finds a target pipeline by its id (None: not here); `model` answers the
+        intents whose target is a prompt, or a pipeline that is not here."""
         self._classifier = classifier
         self._pipeline = pipeline
         self._model = model
@@ -85,14 +85,17 @@ class RouterPipeline:
             async for event in self._escalate(run, intent):
                 yield event
             return
-        if target.kind == "pipeline":
-            async for event in self._pipeline(target.value).run(run):
+        pipeline = self._pipeline(target.value) if target.kind == "pipeline" else None
+        if pipeline is not None and pipeline is not self:
+            async for event in pipeline.run(run):
                 yield event
             return
         if target.kind == "prompt":
             agent = Agent(intent.name, target.value, self._model)
-        else:
+        elif target.kind == "model":
             agent = Agent(intent.name, "", target.value)
+        else:  # a pipeline that is not here
+            agent = Agent(intent.name, "", self._model)
         async for event in run.answer(agent, run.messages):
             yield event
         async for event in run.follow_ups():

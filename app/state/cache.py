@@ -1,5 +1,6 @@
-"""Caches in Redis: whole chat answers (`cache:llm:`), tool results (`cache:tool:<name>:`) and the
-tool detector's decisions made by asking a model (`cache:intent:`). Hits and misses are counted in
+"""Caches in Redis: whole chat answers (`cache:llm:`), tool results (`cache:tool:<name>:`), and the
+tool detector's decisions made by asking a model and the intent classifier's verdicts
+(`cache:intent:`). Hits and misses are counted in
 the hash `cache:stats`, so the figures are the same on every replica.
 
 A Redis error never fails a request: it is logged (at most once a minute) and the caches are
@@ -182,7 +183,8 @@ class ToolCache:
 
 class IntentCache:
     """The tool a model chose for a message (`{"name", "arguments"}`, or None when it chose
-    none), per message, model and enabled tools."""
+    none), per message, model and enabled tools; and the intent classifier's verdict on a
+    message (a JSON object), per message and scope."""
 
     def __init__(self, space: _Namespace, ttl: float) -> None:
         self.space = space
@@ -205,6 +207,24 @@ class IntentCache:
         if self.ttl <= 0:
             return
         await self.space.put(self._key(text, enabled, model), orjson.dumps(found), self.ttl)
+
+    def _verdict_key(self, text: str, scope: str) -> str:
+        return self.space.prefix + _digest({"text": text.strip(), "scope": scope})
+
+    async def verdict(self, text: str, scope: str) -> dict[str, Any] | None:
+        """The verdict kept for `text` in `scope` (the classifier's intents, embedder, model)."""
+        if self.ttl <= 0:
+            return None
+        raw = await self.space.get(self._verdict_key(text, scope))
+        if raw is None:
+            return None
+        verdict: dict[str, Any] = orjson.loads(raw)
+        return verdict
+
+    async def keep_verdict(self, text: str, scope: str, verdict: dict[str, Any]) -> None:
+        if self.ttl <= 0:
+            return
+        await self.space.put(self._verdict_key(text, scope), orjson.dumps(verdict), self.ttl)
 
 
 @dataclass(frozen=True, slots=True)

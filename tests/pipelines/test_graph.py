@@ -60,7 +60,7 @@ def execute(url: str, pipeline: str, **body: object) -> httpx.Response:
 
 def test_listed_as_pipelines_and_models(gateway: str) -> None:
     listed = {p["id"]: p for p in httpx.get(f"{gateway}/pipelines").json()["data"]}
-    assert set(listed) == {"agents", "rag-qa", "brief", "loud", "broken"}
+    assert set(listed) == {"agents", "rag-qa", "brief", "loud", "broken", "router"}
     brief = listed["brief"]
     assert brief["description"] == "Two drafts, counted, then an answer"
     assert [s["kind"] for s in brief["steps"]] == ["agent", "agent", "function", "agent"]

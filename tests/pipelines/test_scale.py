@@ -196,7 +196,7 @@ def test_a_worker_killed_mid_step_loses_nothing(
     started.append(victim)
     url = gateway_for(make_gateway, env)
     upstream.plans = ['{"subtasks": [{"task": "slow one"}]}']
-    upstream.worker_delay = 2.0
+    upstream.worker_delay = 30.0  # the victim's step hangs until it is killed
     answer: list[httpx.Response] = []
     asking = threading.Thread(
         target=lambda: answer.append(
