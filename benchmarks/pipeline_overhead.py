@@ -13,24 +13,26 @@ pipeline always runs in the gateway (it streams the answer), so steps 1-4 of cha
 broker. `/pipelines/{id}/execute` for no user also asks the answering model for follow-ups: one
 model call more in both chains, which the difference cancels.
 
-1. Latency, one request at a time: per round, per configuration, M requests each of `model` (a
-   plain non-stream `/v1/chat/completions` to openai/bench-model, the reference for one model
-   call through the gateway), `chain1` and `chain5` (`/pipelines/chainN/execute`, non-stream).
-   The configurations alternate (reversed every other round). Overhead per step =
-   (median(chain5) - median(chain1)) / 4. Pinned as run.py pins: the code under test (gateways
-   and workers) on core 0; the upstream, redis-server, nats-server and this client on core 1.
-   Sequential requests never run the gateway and its worker at the same time, so they share
-   core 0.
+1. Latency, one request at a time: per round, per configuration, a block of M requests each of
+   `model` (a plain non-stream `/v1/chat/completions` to openai/bench-model, the reference for
+   one model call through the gateway), `chain1` and `chain5` (`/pipelines/chainN/execute`,
+   non-stream). Many short rounds, the configurations alternating (reversed every other round),
+   so that a busy spell of the shared machine hits every configuration alike. Overhead per
+   step = (median(chain5) - median(chain1)) / 4, over every request of the rounds. Pinned as
+   run.py pins: the code under test (gateways and workers) on core 0; the upstream,
+   redis-server, nats-server and this client on core 1. Sequential requests never run the
+   gateway and its worker at the same time, so they share core 0.
 2. Throughput: chain5 with C requests in flight for D seconds, in process, and over each broker
    with 1 and 2 workers (the second started for its block and stopped after), alternating by
    round. Nothing is pinned in this phase: pinning the workers beside the gateway would keep a
-   second worker from helping by construction; the CPU columns show where the two cores went.
+   second worker from helping by construction; the CPU columns show where the cores went, the
+   machine's own busy time included (others' processes too, on a shared machine).
 
 Prints markdown tables and writes results/pipeline_overhead.json. Every process is stopped by its
 PID, also on Ctrl-C or SIGTERM.
 
-Run: python benchmarks/pipeline_overhead.py [--rounds 3] [--requests 40] [--duration 5]
-    [--concurrency 8]
+Run: python benchmarks/pipeline_overhead.py [--latency-rounds 12] [--requests 10]
+    [--rounds 3] [--duration 5] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import aiohttp
 import orjson
 from run import (
     BODY,
+    CLK_TCK,
     HEADERS,
     HERE,
     LOAD_CORE,
@@ -134,6 +137,13 @@ def cpu_seconds(child: Child) -> float:
     return total / 1e9
 
 
+def machine_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy, over all cores (/proc/stat)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / CLK_TCK
+
+
 def wait_port(child: Child, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -196,6 +206,7 @@ class Cpu:
             "gateway": cpu_seconds(self._gateway.child),
             "workers": sum(cpu_seconds(w) for w in self._gateway.workers),
             "client": time.process_time(),
+            "machine": machine_busy(),
         }
         return read | {name: cpu_seconds(child) for name, child in self._shared.items()}
 
@@ -252,17 +263,16 @@ async def latency_block(
 ) -> None:
     """`count` requests one at a time: their times, the steps' own durations, and the CPU."""
     cpu = Cpu(gateway, shared)
-    block: list[float] = []
     for _ in range(count):
         elapsed, answer = await ask(session, gateway.url(path), body_for(path))
-        block.append(elapsed)
+        into["ms"].append(elapsed)
         for agent in answer.get("agents", []):
             key = "answer_step_ms" if agent["name"] == "answer" else "step_ms"
             into[key].append(agent["duration_ms"])
-    for role, seconds in cpu.spent().items():
+    spent = cpu.spent()
+    del spent["machine"]
+    for role, seconds in spent.items():
         into["cpu_us"].setdefault(role, []).append(seconds * 1e6 / count)
-    into["ms"] += block
-    into["block_p50_ms"].append(statistics.median(block))
 
 
 async def load(
@@ -306,7 +316,9 @@ async def throughput_block(
     cpu = Cpu(gateway, shared)
     point = await load(session, url, args.concurrency, args.duration)
     spent = cpu.spent()
+    machine = spent.pop("machine")
     point["cpu_pct"] = {role: s / point["wall_s"] * 100 for role, s in spent.items()}
+    point["machine_pct"] = machine / point["wall_s"] * 100
     if point["requests"]:
         app = spent["gateway"] + spent["workers"]
         point["app_cpu_us"] = app * 1e6 / point["requests"]
@@ -321,15 +333,16 @@ async def latency_phase(
     shared: dict[str, Child],
     latency: Result,
 ) -> None:
-    for rnd in range(args.rounds):
+    for rnd in range(args.latency_rounds):
         configs = CONFIGS if rnd % 2 == 0 else CONFIGS[::-1]
         paths = PATHS if rnd % 2 == 0 else PATHS[::-1]
         for name in configs:
             for path in paths:
-                empty: Result = {"ms": [], "block_p50_ms": [], "step_ms": [], "answer_step_ms": []}
+                empty: Result = {"ms": [], "step_ms": [], "answer_step_ms": []}
                 into = latency[name].setdefault(path, empty | {"cpu_us": {}})
                 await latency_block(session, gateways[name], path, args.requests, shared, into)
-        print(f"  latency round {rnd + 1}/{args.rounds} done", flush=True)
+        if (rnd + 1) % 4 == 0 or rnd + 1 == args.latency_rounds:
+            print(f"  latency round {rnd + 1}/{args.latency_rounds} done", flush=True)
 
 
 async def throughput_phase(
@@ -451,6 +464,17 @@ def med(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _per_step(paths: Result, half: int) -> float:
+    """The overhead per step from the first (0) or the second (1) half of the rounds: how
+    steady the figure is."""
+    chains: list[float] = []
+    for path in ("chain1", "chain5"):
+        ms: list[float] = paths[path]["ms"]
+        middle = len(ms) // 2
+        chains.append(statistics.median(ms[middle:] if half else ms[:middle]))
+    return (chains[1] - chains[0]) / 4
+
+
 def summarise(results: Result) -> Result:
     """Medians over every request (latency) and over the rounds (throughput)."""
     summary: Result = {"latency": {}, "throughput": {}}
@@ -468,12 +492,9 @@ def summarise(results: Result) -> Result:
         }
         per_step = (figures["chain5"]["p50_ms"] - figures["chain1"]["p50_ms"]) / 4
         step_ms = med(paths["chain5"]["step_ms"])
-        by_round = zip(
-            paths["chain5"]["block_p50_ms"], paths["chain1"]["block_p50_ms"], strict=True
-        )
         figures |= {
             "per_step_ms": per_step,
-            "per_step_ms_by_round": [(five - one) / 4 for five, one in by_round],
+            "per_step_ms_halves": [_per_step(paths, half) for half in (0, 1)],
             "per_step_over_model_ms": per_step - figures["model"]["p50_ms"],
             "step_duration_ms": step_ms,
             "answer_step_ms": med(paths["chain5"]["answer_step_ms"]),
@@ -485,6 +506,7 @@ def summarise(results: Result) -> Result:
             "rounds": len(points),
             "rps": statistics.median(p["rps"] for p in points),
             "rps_rounds": [round(p["rps"], 1) for p in points],
+            "machine_pct": statistics.median(p["machine_pct"] for p in points),
             "p50_ms": med([p["p50_ms"] for p in points if p["p50_ms"] is not None]),
             "errors": sum(p["errors"] for p in points),
             "cpu_pct": {
@@ -502,7 +524,7 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def tables(summary: Result, args: argparse.Namespace) -> str:
-    n = args.rounds * args.requests
+    n = args.latency_rounds * args.requests
     out = [
         f"Latency, one request at a time, {n} per path and configuration (median ms; "
         "`model`: /v1/chat/completions to openai/bench-model; steps s1-s4 of chain5 over the "
@@ -510,7 +532,7 @@ def tables(summary: Result, args: argparse.Namespace) -> str:
         "",
         "| configuration | model p50 | chain1 p50 | chain5 p50 | chain5 p95 | per step "
         "| per step - model | step duration_ms (s1-s4) | per step - duration_ms "
-        "| answer step duration_ms | per step by round |",
+        "| answer step duration_ms | per step, 1st and 2nd half |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, f in summary["latency"].items():
@@ -520,7 +542,7 @@ def tables(summary: Result, args: argparse.Namespace) -> str:
             f"| {f['per_step_ms']:.2f} | {f['per_step_over_model_ms']:+.2f} "
             f"| {fmt(f['step_duration_ms'])} | {fmt(f['per_step_outside_step_ms'], '+.2f')} "
             f"| {fmt(f['answer_step_ms'])} "
-            f"| {', '.join(format(x, '.2f') for x in f['per_step_ms_by_round'])} |"
+            f"| {', '.join(format(x, '.2f') for x in f['per_step_ms_halves'])} |"
         )
     out += [
         "",
@@ -540,12 +562,12 @@ def tables(summary: Result, args: argparse.Namespace) -> str:
         "",
         f"Throughput of chain5, {args.concurrency} requests in flight, {args.duration} s per "
         f"block, median of {args.rounds} rounds; nothing pinned (CPU %: 100 = one core, "
-        f"{os.cpu_count()} cores):",
+        f"{os.cpu_count()} cores; machine: every process's, ours and others'):",
         "",
         "| configuration | req/s | req/s by round | p50 ms | errors | gateway CPU % "
-        "| workers CPU % | redis-server % | nats-server % | upstream % | client % | total % "
-        "| gateway+workers CPU µs/req | total CPU µs/req |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workers CPU % | redis-server % | nats-server % | upstream % | client % | ours % "
+        "| machine % | gateway+workers CPU µs/req | ours CPU µs/req |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, t in summary["throughput"].items():
         cpu = t["cpu_pct"]
@@ -553,6 +575,7 @@ def tables(summary: Result, args: argparse.Namespace) -> str:
         out.append(
             f"| {key} | {t['rps']:.1f} | {', '.join(map(str, t['rps_rounds']))} "
             f"| {fmt(t['p50_ms'])} | {t['errors']} | {cells} | {sum(cpu.values()):.0f} "
+            f"| {t['machine_pct']:.0f} "
             f"| {fmt(t['app_cpu_us'], '.0f')} | {fmt(t['total_cpu_us'], '.0f')} |"
         )
     return "\n".join(out)
@@ -560,10 +583,11 @@ def tables(summary: Result, args: argparse.Namespace) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of both phases")
+    parser.add_argument("--latency-rounds", type=int, default=12, help="rounds of phase 1")
     parser.add_argument(
-        "--requests", type=int, default=40, help="sequential requests per path, config and round"
+        "--requests", type=int, default=10, help="sequential requests per path, config and round"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of phase 2 (throughput)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load block")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each block")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
