@@ -275,8 +275,12 @@ def upstream_command(port: int, chunks: int) -> list[str]:
     return [sys.executable, "-u", script, "--port", str(port), "--chunks", str(chunks)]
 
 
+DEFAULT_ARGS = argparse.Namespace(chunks=20, baseline=None, litellm=None)
+"""What the other benchmarks start their targets with (run.py's own defaults)."""
+
+
 def target_command(
-    name: str, port: int, upstream: str, tmp: Path, args: argparse.Namespace
+    name: str, port: int, upstream: str, tmp: Path, args: argparse.Namespace = DEFAULT_ARGS
 ) -> tuple[list[str], Any]:
     py = [sys.executable, "-u"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
