@@ -28,6 +28,7 @@ from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.state.cache import Caches
+from app.state.feedback import FeedbackStore
 from app.state.ratelimit import RateLimiter
 from app.state.redis import open_redis
 from app.state.responses import ResponseStore
@@ -51,6 +52,7 @@ class Services:
     caches: Caches
     sessions: SessionStore
     responses: ResponseStore
+    feedback: FeedbackStore
     limiter: RateLimiter
     registry: ToolRegistry
     engine: Engine
@@ -58,6 +60,8 @@ class Services:
     health: HealthChecker
     knowledge: Knowledge
     jobs: Jobs
+    background: Background
+    """Work off the responses' paths (folds, memories, the answers' records)."""
     metrics: Metrics | None
     """None when METRICS_ENABLED is false."""
     started: float
@@ -155,6 +159,7 @@ async def open_services(
             caches=caches,
             sessions=sessions,
             responses=ResponseStore(redis, ttl=settings.state.responses_ttl),
+            feedback=FeedbackStore(redis, ttl=settings.state.feedback_ttl),
             limiter=limiter,
             registry=registry,
             engine=engine,
@@ -168,6 +173,7 @@ async def open_services(
             health=health,
             knowledge=knowledge,
             jobs=jobs,
+            background=background,
             metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),
