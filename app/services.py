@@ -28,7 +28,7 @@ from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.state.cache import Caches
-from app.state.feedback import FeedbackStore
+from app.state.feedback import FeedbackStore, Recorder
 from app.state.ratelimit import RateLimiter
 from app.state.redis import open_redis
 from app.state.responses import ResponseStore
@@ -53,6 +53,8 @@ class Services:
     sessions: SessionStore
     responses: ResponseStore
     feedback: FeedbackStore
+    recorder: Recorder
+    """The answers' records, for their ratings."""
     limiter: RateLimiter
     registry: ToolRegistry
     engine: Engine
@@ -60,8 +62,6 @@ class Services:
     health: HealthChecker
     knowledge: Knowledge
     jobs: Jobs
-    background: Background
-    """Work off the responses' paths (folds, memories, the answers' records)."""
     metrics: Metrics | None
     """None when METRICS_ENABLED is false."""
     started: float
@@ -150,6 +150,9 @@ async def open_services(
             timeout=settings.providers.total_timeout,
         )
         limiter = RateLimiter(redis, settings.security.rate_limit_fail_open)
+        feedback = FeedbackStore(redis, ttl=settings.state.feedback_ttl)
+        recorder = Recorder(feedback)
+        stack.push_async_callback(recorder.aclose)
         if metrics is not None:
             metrics.watch(router, caches, limiter, knowledge)
         yield Services(
@@ -159,7 +162,7 @@ async def open_services(
             caches=caches,
             sessions=sessions,
             responses=ResponseStore(redis, ttl=settings.state.responses_ttl),
-            feedback=FeedbackStore(redis, ttl=settings.state.feedback_ttl),
+            feedback=feedback,
             limiter=limiter,
             registry=registry,
             engine=engine,
@@ -173,7 +176,7 @@ async def open_services(
             health=health,
             knowledge=knowledge,
             jobs=jobs,
-            background=background,
+            recorder=recorder,
             metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),

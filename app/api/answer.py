@@ -1,14 +1,13 @@
 """How an entry point sends a turn: streamed, as server-sent events billed when they end, or
 whole, cancelled when the client leaves first and billed after it is sent. Every wire's route
 answers through these two, and so each answer is recorded here for its ratings
-(`api/feedback.py`): what produced it and whose it is, written by a task of its own once the
-turn's events end, so that neither the answer nor its last bytes wait for Redis, and a Redis
-failure costs the answer nothing."""
+(`api/feedback.py`): what produced it and whose it is, queued when the turn's events end and written
+by the recorder's task (`state/feedback.Recorder`), so that neither the answer nor its last bytes
+wait for Redis, and a Redis failure costs the answer nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,11 +18,8 @@ from app.api.deps import identity, services
 from app.api.responses import JSON, EventStream
 from app.api.wire import sse
 from app.chat.turn import Turn
-from app.errors import StateUnavailable
 from app.security.ratelimit import charge
 from app.state.feedback import Answer
-
-log = logging.getLogger(__name__)
 
 _WATCH_AFTER = 1.0
 _T = TypeVar("_T")
@@ -86,20 +82,10 @@ async def _charge(request: Request, turn: Turn) -> None:
 def _recorder(request: Request, owner: str) -> Callable[[Turn], None]:
     """What records an ended turn's answer under its id: its model, pipeline and the gateway's
     tools that ran, and `owner`."""
-    gateway = services(request)
-    store, background = gateway.feedback, gateway.background
+    recorder = services(request).recorder
 
     def record(turn: Turn) -> None:
-        answer = Answer.of(turn.model, turn.tools_run, owner)
-        answer_id = turn.id
-
-        async def write() -> None:
-            try:
-                await store.remember(answer_id, answer)
-            except StateUnavailable as exc:
-                log.info("answer %s cannot be rated: %s", answer_id, exc.message)
-
-        background.start("answer " + answer_id, write)
+        recorder.add(turn.id, Answer.of(turn.model, turn.tools_run, owner))
 
     return record
 

@@ -15,14 +15,18 @@ An answer's id is its turn's on every wire but for the wire's prefix (`chatcmpl-
 given. A rating's id is a digest of its owner and the answer it rates: a user's second rating of
 an answer replaces the first, in one Lua script that moves the totals with it.
 
-Any Redis failure raises `StateUnavailable` (503).
+Any Redis failure raises `StateUnavailable` (503). The answers' records are written off the
+responses' path, by `Recorder`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -33,6 +37,8 @@ from redis.exceptions import RedisError
 
 from app.errors import StateUnavailable
 
+log = logging.getLogger(__name__)
+
 Rating = Literal[1, -1]
 
 PIPELINE_PREFIX: Final = "pipeline/"
@@ -42,6 +48,15 @@ _TOTALS_MODEL: Final = "feedback:totals:model"
 _TOTALS_PIPELINE: Final = "feedback:totals:pipeline"
 _SCAN: Final = 200
 """Ids read at a time while a listing filters by rating (or by pipeline within a model)."""
+_BATCH: Final = 256
+"""Answers' records written in one call at most."""
+_LINGER: Final = 0.02
+"""Seconds the recorder gathers answers' records before it writes them."""
+
+# KEYS: the answers' records. ARGV: their TTL in ms, then their JSON, in the same order.
+_REMEMBER = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1]) end
+"""
 
 # KEYS: the rating, the index, the model's index, the pipeline's index, the model totals, the
 # pipeline totals. ARGV: the rating's JSON, its id, its time, its rating (1 or -1), the model,
@@ -193,20 +208,21 @@ class FeedbackStore:
         self._redis = redis
         self._ttl_ms = max(1, round(ttl * 1000))
         self._rate = redis.register_script(_RATE)
+        self._remember = redis.register_script(_REMEMBER)
 
-    async def remember(self, answer_id: str, answer: Answer) -> None:
-        """What produced the answer `answer_id`, for its ratings; it can be rated for
+    async def remember(self, answers: Sequence[tuple[str, Answer]]) -> None:
+        """What produced each answer (by its id), for its ratings, in one call (a script: a
+        pipeline costs the client several times as much CPU a record); each can be rated for
         FEEDBACK_TTL seconds."""
-        value = orjson.dumps(
-            {
-                "model": answer.model,
-                "pipeline": answer.pipeline,
-                "tools": answer.tools,
-                "owner": answer.owner,
-            }
-        )
+        keys = [_answer_key(answer_id) for answer_id, _ in answers]
+        values = [
+            orjson.dumps(
+                {"model": a.model, "pipeline": a.pipeline, "tools": a.tools, "owner": a.owner}
+            )
+            for _, a in answers
+        ]
         with _reachable():
-            await self._redis.set(_answer_key(answer_id), value, px=self._ttl_ms)
+            await self._remember(keys=keys, args=[self._ttl_ms, *values])
 
     async def answer(self, answer_id: str) -> Answer | None:
         """The answer `answer_id` (an id any wire gave it), unless it is unknown or expired."""
@@ -303,6 +319,55 @@ class FeedbackStore:
                 pipe.hgetall(_TOTALS_PIPELINE)
                 by_model, by_pipeline = await pipe.execute()
         return {"models": _tallies(by_model), "pipelines": _tallies(by_pipeline)}
+
+
+class Recorder:
+    """The answers' records, written off the responses' path: `add` queues one, and one task at
+    a time writes what has gathered within `linger` seconds, up to `_BATCH` records a call. The
+    records of many answers thus cost one call, and one Redis connection rather than one each
+    (a call costs the client about 60 µs of CPU; in batches of 8, 11 µs a record, of 32, 6).
+    Records that Redis refuses are lost (logged), and so are those past `limit` waiting; the
+    answers never wait or fail."""
+
+    def __init__(self, store: FeedbackStore, limit: int = 10_000, linger: float = _LINGER) -> None:
+        self._store = store
+        self._limit = limit
+        self._linger = linger
+        self._queue: deque[tuple[str, Answer]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._dropped = 0
+
+    def add(self, answer_id: str, answer: Answer) -> None:
+        if len(self._queue) >= self._limit:
+            self._dropped += 1
+            return
+        self._queue.append((answer_id, answer))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="answers' records")
+
+    async def _write(self) -> None:
+        queue = self._queue
+        try:
+            await asyncio.sleep(self._linger)
+            while queue:
+                batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
+                try:
+                    await self._store.remember(batch)
+                except StateUnavailable as exc:
+                    log.info("%d answers cannot be rated: %s", len(batch), exc.message)
+            if self._dropped:
+                log.warning("%d answers cannot be rated: too many waited for Redis", self._dropped)
+                self._dropped = 0
+        finally:
+            self._writer = None
+
+    async def aclose(self, within: float = 5.0) -> None:
+        """Write what is queued, waiting at most `within` seconds."""
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(self._writer, within)
+            except TimeoutError:
+                log.warning("%d answers' records not written at shutdown", len(self._queue))
 
 
 def _model_index(model: str) -> str:

@@ -5,6 +5,7 @@ filters and pages, and a 503 when Redis is gone."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.errors import StateUnavailable
-from app.state.feedback import Answer, Feedback, FeedbackStore, Rating, Tally, pipeline_of
+from app.state.feedback import (
+    Answer,
+    Feedback,
+    FeedbackStore,
+    Rating,
+    Recorder,
+    Tally,
+    pipeline_of,
+)
 from app.state.redis import connect
 
 TTL = 3600.0
@@ -57,7 +66,7 @@ def test_a_pipelines_answer_is_known_by_its_model() -> None:
 async def test_an_answer_is_found_by_any_of_its_wires_ids(redis: aioredis.Redis) -> None:
     store = FeedbackStore(redis, ttl=100.0)
     answer = Answer.of("openai/gpt-test", ["calculator"], "alice")
-    await store.remember("chatcmpl-0a1b2c", answer)
+    await store.remember([("chatcmpl-0a1b2c", answer)])
     for seen in ("chatcmpl-0a1b2c", "msg_0a1b2c", "resp_0a1b2c", "cmpl-0a1b2c"):
         assert await store.answer(seen) == answer
     assert await store.answer("chatcmpl-ffffff") is None
@@ -66,9 +75,52 @@ async def test_an_answer_is_found_by_any_of_its_wires_ids(redis: aioredis.Redis)
 
 async def test_an_answers_record_expires(redis: aioredis.Redis) -> None:
     store = FeedbackStore(redis, ttl=0.2)
-    await store.remember("chatcmpl-1", Answer.of("openai/m", [], "alice"))
+    await store.remember([("chatcmpl-1", Answer.of("openai/m", [], "alice"))])
     await asyncio.sleep(0.4)
     assert await store.answer("chatcmpl-1") is None
+
+
+async def test_a_burst_of_answers_is_recorded_on_one_connection(redis_url: str) -> None:
+    client = connect(redis_url, 2.0)
+    probe = connect(redis_url, 2.0)
+    try:
+        before = len(await probe.client_list())
+        recorder = Recorder(FeedbackStore(client, ttl=TTL))
+        answer = Answer.of("openai/m", ["calculator"], "alice")
+        for n in range(1000):  # as many answers ending at once
+            recorder.add(f"chatcmpl-{n:06x}", answer)
+        await recorder.aclose()
+        assert len(await probe.client_list()) <= before + 1
+        assert len(await probe.keys("feedback:answer:*")) == 1000
+        assert await FeedbackStore(probe, ttl=TTL).answer("msg_0003e7") == answer
+    finally:
+        await client.aclose()
+        await probe.aclose()
+
+
+async def test_records_past_the_limit_are_dropped(redis: aioredis.Redis) -> None:
+    recorder = Recorder(FeedbackStore(redis, ttl=TTL), limit=10)
+    for n in range(25):
+        recorder.add(f"chatcmpl-{n}", Answer.of("openai/m", [], "alice"))
+    await recorder.aclose()
+    assert len(await redis.keys("feedback:answer:*")) == 10
+    recorder.add("chatcmpl-late", Answer.of("openai/m", [], "alice"))  # drained: room again
+    await recorder.aclose()
+    assert await redis.exists("feedback:answer:late")
+
+
+async def test_recording_without_redis_fails_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.state.feedback")
+    client = connect(f"unix://{tmp_path}/nothing.sock", 0.2)
+    recorder = Recorder(FeedbackStore(client, ttl=TTL))
+    try:
+        recorder.add("chatcmpl-1", Answer.of("openai/m", [], "alice"))
+        await recorder.aclose()
+    finally:
+        await client.aclose()
+    assert "1 answers cannot be rated" in caplog.text
 
 
 async def test_a_second_rating_replaces_the_first(redis: aioredis.Redis) -> None:
@@ -155,7 +207,8 @@ async def test_listing_is_newest_first_filtered_and_paged(redis: aioredis.Redis)
     assert not rest.has_more
     assert [i.message_id for i in rest.data] == ["chatcmpl-2", "chatcmpl-1"]
     filtered = await store.page(rating=1, limit=1)
-    assert filtered is not None and filtered.has_more
+    assert filtered is not None
+    assert filtered.has_more
     after = await store.page(rating=1, limit=5, after=filtered.data[0].id)
     assert after is not None
     assert [i.message_id for i in after.data] == ["chatcmpl-3", "chatcmpl-1"]
@@ -168,7 +221,7 @@ async def test_redis_gone_is_a_503(tmp_path: Path) -> None:
     answer = Answer.of("openai/m", [], "alice")
     try:
         for call in (
-            store.remember("chatcmpl-1", answer),
+            store.remember([("chatcmpl-1", answer)]),
             store.answer("chatcmpl-1"),
             store.rate(rating(answer, 1, message_id="chatcmpl-1")),
             store.page(),
