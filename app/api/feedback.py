@@ -2,8 +2,9 @@
 them.
 
 An answer is rated by the id its wire gave it (`message_id`: `chatcmpl-…`, `msg_…`, `resp_…`,
-`cmpl-…`, for FEEDBACK_TTL seconds), or as a message of a stored conversation (`session_id` and
-`index`, for as long as the session keeps it). Only the user it answered may rate it: whose an
+`cmpl-…`; from when its record is written, some 20 ms after it ended, for FEEDBACK_TTL seconds),
+or as a message of a stored conversation (`session_id` and `index`, for as long as the session
+keeps it). Only the user it answered may rate it: whose an
 answer is follows the identity rules (`security/identity.py`), as for the request that asked it;
 another user's answer or session is a 404, like one that does not exist. A user's second rating
 of an answer replaces the first.
