@@ -205,6 +205,7 @@ class StateSettings(_Section):
     redis_timeout: float = Field(2.0, gt=0)
     session_ttl: float = Field(30 * 86400.0, gt=0)
     responses_ttl: float = Field(30 * 86400.0, gt=0)
+    feedback_ttl: float = Field(30 * 86400.0, gt=0)
     max_session_messages: int = Field(200, ge=2)
     token_budget: int = Field(3000, ge=256)
     short_term_k: int = Field(6, ge=1)

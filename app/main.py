@@ -23,6 +23,7 @@ from app.api import (
     docs,
     documents,
     embeddings,
+    feedback,
     health,
     keys,
     memories,
@@ -95,7 +96,8 @@ def create_app(
         telemetry=telemetry,
     )
     app.router.routes[:0] = chat.routes  # the hot path, matched first
-    for module in (models, completions, embeddings, responses_api, health, tools, pipelines):
+    routed = (models, completions, embeddings, responses_api, health, tools, pipelines, feedback)
+    for module in routed:
         app.include_router(module.router, prefix="/v1")
         app.include_router(module.router, include_in_schema=False)
     app.include_router(tools.seed_router)

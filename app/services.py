@@ -32,6 +32,7 @@ from app.providers.base_prompt import PersonaText
 from app.providers.factory import build_providers, on_by_default
 from app.providers.router import Router
 from app.state.cache import Caches
+from app.state.feedback import FeedbackStore, Recorder
 from app.state.ratelimit import RateLimiter
 from app.state.redis import open_redis
 from app.state.responses import ResponseStore
@@ -55,6 +56,9 @@ class Services:
     caches: Caches
     sessions: SessionStore
     responses: ResponseStore
+    feedback: FeedbackStore
+    recorder: Recorder
+    """The answers' records, for their ratings."""
     limiter: RateLimiter
     registry: ToolRegistry
     engine: Engine
@@ -169,6 +173,9 @@ async def open_services(
             timeout=settings.providers.total_timeout,
         )
         limiter = RateLimiter(redis, settings.security.rate_limit_fail_open)
+        feedback = FeedbackStore(redis, ttl=settings.state.feedback_ttl)
+        recorder = Recorder(feedback)
+        stack.push_async_callback(recorder.aclose)
         if metrics is not None:
             metrics.watch(router, caches, limiter, knowledge)
         yield Services(
@@ -178,6 +185,7 @@ async def open_services(
             caches=caches,
             sessions=sessions,
             responses=ResponseStore(redis, ttl=settings.state.responses_ttl),
+            feedback=feedback,
             limiter=limiter,
             registry=registry,
             engine=engine,
@@ -192,6 +200,7 @@ async def open_services(
             knowledge=knowledge,
             jobs=jobs,
             pipelines=catalogue,
+            recorder=recorder,
             metrics=metrics,
             started=time.monotonic(),
             started_at=int(time.time()),

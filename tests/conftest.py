@@ -71,6 +71,18 @@ def start_redis(directory: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def answer_recorded(redis_url: str, message_id: str) -> str:
+    """`message_id`, once the gateway has recorded its answer for feedback (just after the
+    answer is sent, off its path)."""
+    tail = message_id.split("-", 1)[-1].split("_", 1)[-1]
+    deadline = time.monotonic() + 5
+    with redis.Redis.from_url(redis_url) as client:
+        while not client.exists(f"feedback:answer:{tail}"):
+            assert time.monotonic() < deadline, f"{message_id} was never recorded"
+            time.sleep(0.01)
+    return message_id
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_url() -> Iterator[str]:
     """One real Redis for the whole run; every gateway and test reaches it through REDIS_URL."""

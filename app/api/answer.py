@@ -1,36 +1,44 @@
 """How an entry point sends a turn: streamed, as server-sent events billed when they end, or
 whole, cancelled when the client leaves first and billed after it is sent. Every wire's route
-answers through these two."""
+answers through these two, and so each answer is recorded here for its ratings
+(`api/feedback.py`): what produced it and whose it is, queued when the turn's events end and written
+by the recorder's task (`state/feedback.Recorder`), so that neither the answer nor its last bytes
+wait for Redis, and a Redis failure costs the answer nothing."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 
-from app.api.deps import identity
+from app.api.deps import identity, services
 from app.api.responses import JSON, EventStream
 from app.api.wire import sse
 from app.chat.turn import Turn
 from app.security.ratelimit import charge
+from app.state.feedback import Answer
 
 _WATCH_AFTER = 1.0
 _T = TypeVar("_T")
 
 
-def streamed(request: Request, turn: Turn, events: AsyncIterator[bytes]) -> EventStream:
-    """`events`, the turn in a wire's frames, as the response."""
+def streamed(request: Request, turn: Turn, events: AsyncIterator[bytes], owner: str) -> EventStream:
+    """`events`, the turn in a wire's frames, as the response; `owner` is whose answer it is
+    (`deps.answer_owner`)."""
     if _billed(request, turn):
         events = _metered(request, turn, events)
+    turn.ended = _recorder(request, owner)
     return EventStream(events, headers={**sse.HEADERS, **_headers(turn)})
 
 
-async def whole(request: Request, work: Awaitable[tuple[Turn, dict[str, Any]]]) -> JSON:
-    """The answer `work` makes, a turn and its body, as the response."""
+async def whole(request: Request, work: Awaitable[tuple[Turn, dict[str, Any]]], owner: str) -> JSON:
+    """The answer `work` makes, a turn and its body, as the response; `owner` is whose answer
+    it is (`deps.answer_owner`)."""
     turn, body = await _unless_gone(request, work)
+    _recorder(request, owner)(turn)
     return JSON(
         body,
         headers=_headers(turn) or None,
@@ -69,6 +77,17 @@ async def _charge(request: Request, turn: Turn) -> None:
     """The answer's tokens against the key's TPM limit."""
     if turn.usage is not None:
         await charge(request, turn.usage.prompt_tokens + turn.usage.completion_tokens)
+
+
+def _recorder(request: Request, owner: str) -> Callable[[Turn], None]:
+    """What records an ended turn's answer under its id: its model, pipeline and the gateway's
+    tools that ran, and `owner`."""
+    recorder = services(request).recorder
+
+    def record(turn: Turn) -> None:
+        recorder.add(turn.id, Answer.of(turn.model, turn.tools_run, owner))
+
+    return record
 
 
 async def _unless_gone(request: Request, work: Awaitable[_T]) -> _T:

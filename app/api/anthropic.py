@@ -44,14 +44,16 @@ async def messages(request: Request, gateway: ServicesDep) -> Response:
     decoded = decode(validate(MessagesRequest, parse_json(await request.body())))
     body = decoded.body
     needs = Needs(tools=bool(body.get("tools")), choices=1, whole=not decoded.stream)
+    grounded = asker(request, body)
     if decoded.stream:
-        turn = await gateway.engine.chat(body, needs, asker=asker(request, body))
+        turn = await gateway.engine.chat(body, needs, asker=grounded)
         options = anthropic_messages.Options(
             thinking=decoded.thinking, input_tokens=_input_tokens(gateway.engine, body, turn.model)
         )
-        return streamed(request, turn, anthropic_messages.stream(turn, options))
+        return streamed(request, turn, anthropic_messages.stream(turn, options), grounded.owner)
     options = anthropic_messages.Options(thinking=decoded.thinking)
-    return await whole(request, _whole(gateway.engine, body, needs, options, asker(request, body)))
+    work = _whole(gateway.engine, body, needs, options, grounded)
+    return await whole(request, work, grounded.owner)
 
 
 @router.post(

@@ -50,9 +50,9 @@ async def chat_completions(request: Request) -> Response:
             status_events=_wants_status(request, gateway.settings.tools.status_events),
             base_url=_base_url(request),
         )
-        return streamed(request, turn, openai_chat.stream(turn, options))
+        return streamed(request, turn, openai_chat.stream(turn, options), grounded.owner)
     work = _whole(gateway.engine, body, needs, task, grounded, _base_url(request))
-    return await whole(request, work)
+    return await whole(request, work, grounded.owner)
 
 
 async def _whole(

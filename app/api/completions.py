@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.answer import streamed, whole
-from app.api.deps import ServicesDep
+from app.api.deps import ServicesDep, answer_owner
 from app.api.openapi import errors, request_body
 from app.api.schemas import CompletionRequest, parse_json
 from app.api.wire import openai_completions
@@ -36,10 +36,11 @@ async def completions(request: Request, gateway: ServicesDep) -> Response:
     is: natively where the provider completes prompts, else asked as a chat. `echo`, `suffix`,
     `logprobs`, `best_of` above 1 and token-id prompts are refused with a 400."""
     req = openai_completions.decode(parse_json(await request.body()))
+    owner = answer_owner(request, req.body)
     if req.stream:
         turn = await gateway.engine.complete(req.body, req.needs)
-        return streamed(request, turn, openai_completions.stream(turn, req.include_usage))
-    return await whole(request, _whole(gateway.engine, req))
+        return streamed(request, turn, openai_completions.stream(turn, req.include_usage), owner)
+    return await whole(request, _whole(gateway.engine, req), owner)
 
 
 async def _whole(engine: Engine, req: openai_completions.Request) -> tuple[Turn, dict[str, Any]]:

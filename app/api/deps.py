@@ -21,6 +21,7 @@ from app.providers.router import Router
 from app.security.auth import Access
 from app.security.identity import ANONYMOUS, USER_HEADER, Identity, acting_user, knowledge_owner
 from app.services import Services
+from app.state.feedback import FeedbackStore
 from app.state.responses import ResponseStore
 from app.state.sessions import SessionStore
 from app.tools.registry import ToolRegistry
@@ -44,11 +45,10 @@ def identity(request: HTTPConnection) -> Identity:
     return found if isinstance(found, Identity) else ANONYMOUS
 
 
-def asker(request: HTTPConnection, body: dict[str, Any]) -> Asker:
-    """The user a chat body's turn is grounded for, under the identity rules
-    (`security/identity.py`): a key's owner, else the user the body names in OpenAI's `user`
-    field (a string, or OpenWebUI's object with its `id`) or OpenWebUI's trusted header, else the
-    key; and whether the body (`rag`, `memory`) and the key allow grounding."""
+def answer_owner(request: HTTPConnection, body: dict[str, Any]) -> str:
+    """Whose the answer to a chat body is, under the identity rules (`security/identity.py`):
+    a key's owner, else the user the body names in OpenAI's `user` field (a string, or
+    OpenWebUI's object with its `id`) or OpenWebUI's trusted header, else the key."""
     who = identity(request)
     named = body.get("user")
     if isinstance(named, dict):
@@ -56,9 +56,15 @@ def asker(request: HTTPConnection, body: dict[str, Any]) -> Asker:
     trust = services(request).settings.security.trust_user_headers
     header = request.headers.get(USER_HEADER)
     user = acting_user(who, named if isinstance(named, str) and named else None, header, trust)
+    return knowledge_owner(who, user)
+
+
+def asker(request: HTTPConnection, body: dict[str, Any]) -> Asker:
+    """The user a chat body's turn is grounded for (`answer_owner`), and whether the body
+    (`rag`, `memory`) and the key allow grounding."""
     return Asker(
-        knowledge_owner(who, user),
-        rag=who.rag and body.get("rag") is not False,
+        answer_owner(request, body),
+        rag=identity(request).rag and body.get("rag") is not False,
         memory=body.get("memory") is not False,
     )
 
@@ -117,6 +123,10 @@ async def _sessions(s: ServicesDep) -> SessionStore:
     return s.sessions
 
 
+async def _feedback(s: ServicesDep) -> FeedbackStore:
+    return s.feedback
+
+
 async def _responses(s: ServicesDep) -> ResponseStore:
     return s.responses
 
@@ -134,6 +144,7 @@ HealthDep = Annotated[HealthChecker, Depends(_health)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 ToolsDep = Annotated[ToolRegistry, Depends(_tools)]
 SessionsDep = Annotated[SessionStore, Depends(_sessions)]
+FeedbackDep = Annotated[FeedbackStore, Depends(_feedback)]
 ResponsesDep = Annotated[ResponseStore, Depends(_responses)]
 ConversationsDep = Annotated[Conversations, Depends(_conversations)]
 SecurityDep = Annotated[SecuritySettings, Depends(_security)]

@@ -80,11 +80,12 @@ async def create_response(
     async def keep(response: dict[str, Any]) -> None:
         await _keep(store, scope, decoded, StoredResponse(response, conversation))
 
-    if decoded.request.stream:
-        turn = await services.engine.chat(body, needs, asker=asker(request, body))
-        return streamed(request, turn, openai_responses.stream(turn, head, keep))
     grounded = asker(request, body)
-    return await whole(request, _whole(services.engine, body, needs, head, keep, grounded))
+    if decoded.request.stream:
+        turn = await services.engine.chat(body, needs, asker=grounded)
+        return streamed(request, turn, openai_responses.stream(turn, head, keep), grounded.owner)
+    work = _whole(services.engine, body, needs, head, keep, grounded)
+    return await whole(request, work, grounded.owner)
 
 
 async def _whole(

@@ -30,7 +30,7 @@ from app.ops.metrics import Metrics
 from app.security.ratelimit import charge
 from app.state.sessions import Session, aggregate
 
-_SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 router = APIRouter()
 
@@ -39,7 +39,7 @@ class ChatBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_id: str | None = Field(None, min_length=1, max_length=256)
-    session_id: str | None = Field(None, pattern=_SESSION_ID)
+    session_id: str | None = Field(None, pattern=SESSION_ID)
     message: str = Field(min_length=1)
     stream: bool | None = None
     model: str | None = None
@@ -51,7 +51,7 @@ class StreamBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     userId: str | None = Field(None, min_length=1, max_length=256)
-    sessionId: str | None = Field(None, pattern=_SESSION_ID)
+    sessionId: str | None = Field(None, pattern=SESSION_ID)
     prompt: str = Field(min_length=1)
     model: str | None = None
 
@@ -167,8 +167,10 @@ async def session_metrics(session: Visible, store: SessionsDep) -> Response:
 @router.get("/v1/vitals")
 async def vitals(gateway: ServicesDep) -> Response:
     """Uptime of this process, the p50/p95/p99 of its model turns' latency and time to first
-    token (from the metrics' histograms; null with METRICS_ENABLED=false or before a turn), and
-    totals over every session in Redis (null while Redis is unavailable)."""
+    token (from the metrics' histograms; null with METRICS_ENABLED=false or before a turn),
+    totals over every session in Redis, and the users' ratings of answers as they stand per
+    model and per pipeline (`{up, down, count, positive_share}`); the last two null while Redis
+    is unavailable."""
     body: dict[str, Any] = {
         "uptime_s": round(time.monotonic() - gateway.started, 1),
         "started_at": gateway.started_at,
@@ -176,15 +178,21 @@ async def vitals(gateway: ServicesDep) -> Response:
     }
     try:
         totals = await gateway.sessions.totals()
+        ratings = await gateway.feedback.totals()
     except GatewayError as exc:
-        return JSON({**body, "totals": None, "averages": None, "state_error": exc.message})
+        unknown = {"totals": None, "averages": None, "feedback": None}
+        return JSON({**body, **unknown, "state_error": exc.message})
+    feedback = {
+        group: {name: tally.public() for name, tally in tallies.items()}
+        for group, tallies in ratings.items()
+    }
     turns = totals.get("turns", 0)
     averages = {
         name: round(totals.get(name, 0) / turns, 1) if turns else None
         for name in ("ttft_ms", "total_ms")
     }
     counted = {k: v for k, v in totals.items() if k not in ("ttft_ms", "total_ms")}
-    return JSON({**body, "totals": counted, "averages": averages})
+    return JSON({**body, "totals": counted, "averages": averages, "feedback": feedback})
 
 
 def _percentiles(metrics: Metrics | None) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ provider's OpenAI chunks as events, checked for completeness and bounded in tota
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,7 +75,9 @@ class Turn:
     turn reports it; `lists_tools` says whether a plain answer lists the gateway's tool calls
     (`tools_used`); `cache` is set for a cacheable request; `session_id` and `user_id` for a
     turn of a stored conversation; `tools_dropped` counts the client's tools not sent to a
-    model that cannot call them; `meter` records the turn as its events pass."""
+    model that cannot call them; `tools_run` names the gateway's tools that ran, as they
+    finish; `meter` records the turn as its events pass; `ended` is called when they end
+    (however they end)."""
 
     model: str
     source: AsyncIterator[Event]
@@ -87,7 +89,9 @@ class Turn:
     session_id: str | None = None
     user_id: str | None = None
     tools_dropped: int = 0
+    tools_run: list[str] = field(default_factory=list)
     meter: Meter | None = None
+    ended: Callable[[Turn], None] | None = None
 
     async def events(self) -> AsyncGenerator[Event, None]:
         meter = self.meter
@@ -112,11 +116,12 @@ class Turn:
                         if told is not None:
                             told.input_tokens = event.prompt_tokens
                             told.output_tokens = event.completion_tokens
-                    elif meter is not None:
-                        if type(event) is Finish:
-                            finishes.append(event.reason)
-                        elif type(event) is ToolFinished:
+                    elif type(event) is ToolFinished:
+                        self.tools_run.append(event.outcome.name)
+                        if meter is not None:
                             meter.tool(event)
+                    elif meter is not None and type(event) is Finish:
+                        finishes.append(event.reason)
                 yield event
             error = ""
         except GatewayError as exc:
@@ -128,6 +133,8 @@ class Turn:
         finally:
             if meter is not None:
                 meter.record(self.model, first, self.usage or NO_USAGE, finishes, error)
+            if self.ended is not None:
+                self.ended(self)
 
 
 async def _noted(source: AsyncIterator[Event], told: Exchange) -> AsyncGenerator[Event, None]:

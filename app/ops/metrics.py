@@ -148,6 +148,21 @@ class Metrics:
             buckets=_PASSAGE_BUCKETS,
             registry=into,
         )
+        self._feedback = Counter(
+            "gateway_feedback",
+            "Users' ratings of answers, by the model and pipeline that answered and the rating "
+            "(up, down); a user's repeat of their rating of an answer is not counted again, a "
+            "changed one is (and the rating it replaced in gateway_feedback_withdrawn).",
+            ("model", "pipeline", "rating"),
+            registry=into,
+        )
+        self._feedback_withdrawn = Counter(
+            "gateway_feedback_withdrawn",
+            "Ratings replaced by their user's different rating of the same answer: the ratings "
+            "that stand are gateway_feedback_total less these.",
+            ("model", "pipeline", "rating"),
+            registry=into,
+        )
 
         # labelled children by their label values (a few µs a request saved: see PERFORMANCE.md)
         self._http_children: dict[tuple[str, str, int], Any] = {}
@@ -174,6 +189,13 @@ class Metrics:
     def tool_call(self, tool: str, ok: bool, seconds: float) -> None:
         self._tool_calls.labels(tool, "ok" if ok else "error").inc()
         self._tool_seconds.labels(tool).observe(seconds)
+
+    def rated(self, model: str, pipeline: str | None, rating: str, replaced: str | None) -> None:
+        """A user rated an answer of `model` (and `pipeline`) `rating` (up, down), replacing
+        their different rating `replaced` of it, if they had given one."""
+        self._feedback.labels(model, pipeline or "", rating).inc()
+        if replaced is not None:
+            self._feedback_withdrawn.labels(model, pipeline or "", replaced).inc()
 
     def retrieval(self, seconds: float, passages: int) -> None:
         self._retrieval.observe(seconds)

@@ -78,6 +78,15 @@ if count > folded then unfolded = redis.call('LRANGE', KEYS[2], folded - count, 
 return {meta, unfolded}
 """
 
+# KEYS: meta, messages. ARGV: a message's position in the whole session (from 0). Returns the
+# message, or nil when the session has no such message or no longer keeps it.
+_AT = """
+local count = tonumber(redis.call('HGET', KEYS[1], 'message_count') or 0)
+local at = tonumber(ARGV[1])
+if at >= count then return false end
+return redis.call('LINDEX', KEYS[2], at - count)
+"""
+
 # KEYS: meta, messages, totals. ARGV: summary, folded expected, folded now, MAX_SESSION_MESSAGES.
 _SUMMARY = """
 if redis.call('HGET', KEYS[1], 'folded') ~= ARGV[2] then return 0 end
@@ -170,6 +179,7 @@ class SessionStore:
         self._append = redis.register_script(_APPEND)
         self._load = redis.register_script(_LOAD)
         self._summary = redis.register_script(_SUMMARY)
+        self._at = redis.register_script(_AT)
 
     async def get(self, session_id: str) -> Session | None:
         with _reachable():
@@ -228,6 +238,14 @@ class SessionStore:
         with _reachable():
             raw = await self._redis.lrange(_key(session_id, "messages"), -limit, -1)
         return [orjson.loads(item) for item in raw]
+
+    async def message_at(self, session_id: str, position: int) -> Message | None:
+        """The message at `position` in the whole session (from 0: the first user message),
+        unless the session has none there or no longer keeps it (MAX_SESSION_MESSAGES)."""
+        with _reachable():
+            keys = [_key(session_id), _key(session_id, "messages")]
+            raw = await self._at(keys=keys, args=[position])
+        return None if raw is None else cast("Message", orjson.loads(raw))
 
     async def metrics(self, session_id: str) -> list[dict[str, Any]]:
         with _reachable():

@@ -97,6 +97,9 @@ def test_each_route_says_what_it_needs(url: str) -> None:
         ("/v1/models", ("GET",)): "key",
         ("/cache/stats", ("GET",)): "key",
         ("/v1/memories", ("DELETE",)): "key",
+        ("/v1/feedback", ("POST",)): "key",
+        ("/v1/feedback", ("GET",)): "admin",
+        ("/feedback", ("GET",)): "admin",
         ("/cache/invalidate/{name}", ("DELETE",)): "admin",
         ("/debug/routes", ("GET",)): "admin",
         ("/v1/keys", ("GET",)): "admin",
@@ -108,6 +111,8 @@ def test_each_route_says_what_it_needs(url: str) -> None:
     assert admin_only == [
         "/cache/invalidate/{name}",
         "/debug/routes",
+        "/feedback",
+        "/v1/feedback",
         "/v1/keys",
         "/v1/keys",
         "/v1/keys/{key_id}",

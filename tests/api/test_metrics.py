@@ -3,6 +3,7 @@ the percentiles of /v1/vitals."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -11,7 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.conftest import MakeGateway
+from app.state.feedback import Answer, FeedbackStore
+from app.state.redis import connect
+from tests.conftest import MakeGateway, answer_recorded
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 
 USER = [{"role": "user", "content": "hi"}]
@@ -155,6 +158,42 @@ def test_rate_limit_refusals(make_gateway: MakeGateway) -> None:
     ]
     assert statuses == [200, 429, 429]
     assert value(scrape(url), "gateway_rate_limit_refusals_total", limit="rpm") == 2
+
+
+def test_feedback_by_model_pipeline_and_rating(make_gateway: MakeGateway, redis_url: str) -> None:
+    url = make_gateway()
+
+    def rate(message_id: str, rating: int) -> None:
+        body = {"message_id": message_id, "rating": rating, "user_id": "alice-secret-id"}
+        resp = httpx.post(f"{url}/v1/feedback", json=body, timeout=20)
+        assert resp.status_code == 200, resp.text
+
+    plain = answer_recorded(redis_url, chat(url, user="alice-secret-id").json()["id"])
+    rate(plain, 1)
+    rate(plain, 1)  # a repeat is not a new rating
+    rate(plain, -1)  # a changed one is, and withdraws the first
+    agents = "chatcmpl-a9e7"
+    asyncio.run(_remember(redis_url, agents, Answer.of("pipeline/agents", [], "alice-secret-id")))
+    rate(agents, 1)
+    samples = scrape(url)
+    plain_labels = {"model": "openai/gpt-test", "pipeline": ""}
+    assert value(samples, "gateway_feedback_total", **plain_labels, rating="up") == 1
+    assert value(samples, "gateway_feedback_total", **plain_labels, rating="down") == 1
+    assert value(samples, "gateway_feedback_withdrawn_total", **plain_labels, rating="up") == 1
+    pipeline_labels = {"model": "pipeline/agents", "pipeline": "agents"}
+    assert value(samples, "gateway_feedback_total", **pipeline_labels, rating="up") == 1
+    assert value(samples, "gateway_feedback_total") == 3
+    assert value(samples, "gateway_feedback_withdrawn_total") == 1
+    assert "secret-id" not in httpx.get(f"{url}/metrics", timeout=10).text
+
+
+async def _remember(redis_url: str, answer_id: str, answer: Answer) -> None:
+    """What the gateway records of an answer (here: of a pipeline's turn)."""
+    client = connect(redis_url, 2.0)
+    try:
+        await FeedbackStore(client, ttl=60).remember([(answer_id, answer)])
+    finally:
+        await client.aclose()
 
 
 def test_open_without_a_key_and_dependencies_are_gauges(make_gateway: MakeGateway) -> None:

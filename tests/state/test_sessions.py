@@ -151,6 +151,26 @@ async def test_trimming_never_drops_what_the_summary_does_not_cover(
     assert (await store.totals())["folds"] == 1
 
 
+async def test_a_message_by_its_position_in_the_whole_session(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl=TTL, max_messages=4)
+    assert await store.message_at("s1", 0) is None
+    for n in range(1, 4):
+        await store.append_turn("s1", "alice", record(n))
+    assert [(await store.message_at("s1", i) or {}).get("content") for i in (0, 3, 5)] == [
+        "question 1",
+        "answer 2",
+        "answer 3",
+    ]
+    assert await store.message_at("s1", 6) is None
+    assert await store.save_summary("s1", "turns 1-2", was=0, now=4)  # trims turn 1 away
+    assert await store.message_at("s1", 1) is None
+    assert (await store.message_at("s1", 3) or {}).get("content") == "answer 2"
+    await store.append_turn("s1", "alice", record(4))  # and now turn 2: positions stay
+    assert await store.message_at("s1", 3) is None
+    assert (await store.message_at("s1", 5) or {}).get("content") == "answer 3"
+    assert (await store.message_at("s1", 7) or {}).get("content") == "answer 4"
+
+
 async def test_a_summary_is_saved_only_over_the_one_it_replaces(redis: aioredis.Redis) -> None:
     store = SessionStore(redis, ttl=TTL, max_messages=200)
     await store.append_turn("s1", "alice", record(1))
@@ -194,6 +214,7 @@ async def test_redis_gone_is_a_503(tmp_path: Path) -> None:
             store.load("s1"),
             store.append_turn("s1", "alice", record(1)),
             store.for_user("alice", 10),
+            store.message_at("s1", 1),
             store.totals(),
         ):
             with pytest.raises(StateUnavailable) as caught:

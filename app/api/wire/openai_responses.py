@@ -45,7 +45,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 @dataclass(frozen=True, slots=True)
 class Head:
     """What a response says besides the turn's output: the request's fields it repeats, and
-    where its ids come from."""
+    where its items' ids come from (the response's own is its turn's, as `resp_…`)."""
 
     echo: dict[str, Any]
     ids: Callable[[str], str] = new_id
@@ -55,7 +55,7 @@ class Head:
 
 async def response(turn: Turn, head: Head) -> dict[str, Any]:
     """The whole turn as one `response` object."""
-    response_id = head.ids("resp_")
+    response_id = "resp_" + turn.id.removeprefix("chatcmpl-")
     output = _Output(head.ids, head.base_url)
     async for event in turn.events():
         output.feed(event)
@@ -67,7 +67,7 @@ async def response(turn: Turn, head: Head) -> dict[str, Any]:
 async def stream(turn: Turn, head: Head, keep: Keep | None = None) -> AsyncIterator[bytes]:
     """The turn as Responses server-sent events; `keep` is given the final response before the
     last event goes out (so that the response can be continued as soon as it is seen)."""
-    response_id = head.ids("resp_")
+    response_id = "resp_" + turn.id.removeprefix("chatcmpl-")
     numbers = itertools.count()
 
     def frame(data: dict[str, Any]) -> bytes:

@@ -111,7 +111,7 @@ async def test_text_streams_in_openais_order_with_numbered_events() -> None:
     assert created["output"] == []
     assert created["usage"] is None
     assert events[2]["item"] == {
-        "id": "msg_2",
+        "id": "msg_1",
         "type": "message",
         "status": "in_progress",
         "role": "assistant",
@@ -119,13 +119,13 @@ async def test_text_streams_in_openais_order_with_numbered_events() -> None:
     }
     assert [e["delta"] for e in events[4:6]] == ["Hel", "lo"]
     assert events[6]["text"] == "Hello"
-    assert all(e["item_id"] == "msg_2" for e in events[3:8])
+    assert all(e["item_id"] == "msg_1" for e in events[3:8])
     final = events[-1]["response"]
     assert final["id"] == created["id"] == "resp_1"
     assert final["status"] == "completed"
     assert final["output"] == [
         {
-            "id": "msg_2",
+            "id": "msg_1",
             "type": "message",
             "status": "completed",
             "role": "assistant",
@@ -191,7 +191,7 @@ async def test_text_then_tool_calls_are_a_message_then_function_calls() -> None:
         "response.output_item.done",
     ]
     assert out[8]["item"] == {
-        "id": "fc_3",
+        "id": "fc_2",
         "type": "function_call",
         "status": "in_progress",
         "arguments": "",
@@ -244,7 +244,7 @@ async def test_reasoning_and_refusal_have_their_own_item_and_part() -> None:
     ]
     reasoning, message = out[-1]["response"]["output"]
     assert reasoning == {
-        "id": "rs_2",
+        "id": "rs_1",
         "type": "reasoning",
         "summary": [],
         "content": [{"type": "reasoning_text", "text": "Hmm."}],
@@ -331,7 +331,7 @@ async def test_a_custom_tool_call_is_a_custom_tool_call_item() -> None:
         EVENTS.validate_python(event)
     [call] = out[-1]["response"]["output"]
     assert call == {
-        "id": "ctc_2",
+        "id": "ctc_1",
         "type": "custom_tool_call",
         "input": "print('hi')",
         "call_id": "call_p",

@@ -1,0 +1,236 @@
+"""The feedback store against a real Redis: answers' records by any wire's id and their TTL, a
+rating replaced rather than counted twice, the totals as they stand, listing newest first with
+filters and pages, and a 503 when Redis is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.errors import StateUnavailable
+from app.state.feedback import (
+    Answer,
+    Feedback,
+    FeedbackStore,
+    Rating,
+    Recorder,
+    Tally,
+    pipeline_of,
+)
+from app.state.redis import connect
+
+TTL = 3600.0
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = connect(redis_url, 2.0)
+    yield client
+    await client.aclose()
+
+
+def rating(
+    answer: Answer,
+    value: Rating,
+    *,
+    owner: str = "alice",
+    message_id: str | None = None,
+    at: float = 1000.0,
+    comment: str | None = None,
+    **session: Any,
+) -> Feedback:
+    return Feedback(
+        owner=owner,
+        answer=answer,
+        rating=value,
+        comment=comment,
+        created_at=at,
+        message_id=message_id,
+        **session,
+    )
+
+
+def test_a_pipelines_answer_is_known_by_its_model() -> None:
+    assert pipeline_of("pipeline/agents") == "agents"
+    assert pipeline_of("openai/gpt-4o") is None
+    answer = Answer.of("pipeline/research", ["web_search", "fetch_url"], "alice")
+    assert (answer.pipeline, answer.tools) == ("research", ("web_search", "fetch_url"))
+
+
+async def test_an_answer_is_found_by_any_of_its_wires_ids(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=100.0)
+    answer = Answer.of("openai/gpt-test", ["calculator"], "alice")
+    await store.remember([("chatcmpl-0a1b2c", answer)])
+    for seen in ("chatcmpl-0a1b2c", "msg_0a1b2c", "resp_0a1b2c", "cmpl-0a1b2c"):
+        assert await store.answer(seen) == answer
+    assert await store.answer("chatcmpl-ffffff") is None
+    assert 99_000 < await redis.pttl("feedback:answer:0a1b2c") <= 100_000
+
+
+async def test_an_answers_record_expires(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=0.2)
+    await store.remember([("chatcmpl-1", Answer.of("openai/m", [], "alice"))])
+    await asyncio.sleep(0.4)
+    assert await store.answer("chatcmpl-1") is None
+
+
+async def test_a_burst_of_answers_is_recorded_on_one_connection(redis_url: str) -> None:
+    client = connect(redis_url, 2.0)
+    probe = connect(redis_url, 2.0)
+    try:
+        before = len(await probe.client_list())
+        recorder = Recorder(FeedbackStore(client, ttl=TTL))
+        answer = Answer.of("openai/m", ["calculator"], "alice")
+        for n in range(1000):  # as many answers ending at once
+            recorder.add(f"chatcmpl-{n:06x}", answer)
+        await recorder.aclose()
+        assert len(await probe.client_list()) <= before + 1
+        assert len(await probe.keys("feedback:answer:*")) == 1000
+        assert await FeedbackStore(probe, ttl=TTL).answer("msg_0003e7") == answer
+    finally:
+        await client.aclose()
+        await probe.aclose()
+
+
+async def test_records_past_the_limit_are_dropped(redis: aioredis.Redis) -> None:
+    recorder = Recorder(FeedbackStore(redis, ttl=TTL), limit=10)
+    for n in range(25):
+        recorder.add(f"chatcmpl-{n}", Answer.of("openai/m", [], "alice"))
+    await recorder.aclose()
+    assert len(await redis.keys("feedback:answer:*")) == 10
+    recorder.add("chatcmpl-late", Answer.of("openai/m", [], "alice"))  # drained: room again
+    await recorder.aclose()
+    assert await redis.exists("feedback:answer:late")
+
+
+async def test_recording_without_redis_fails_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.state.feedback")
+    client = connect(f"unix://{tmp_path}/nothing.sock", 0.2)
+    recorder = Recorder(FeedbackStore(client, ttl=TTL))
+    try:
+        recorder.add("chatcmpl-1", Answer.of("openai/m", [], "alice"))
+        await recorder.aclose()
+    finally:
+        await client.aclose()
+    assert "1 answers cannot be rated" in caplog.text
+
+
+async def test_a_second_rating_replaces_the_first(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    answer = Answer.of("openai/m", [], "alice")
+    first = rating(answer, 1, message_id="chatcmpl-1", at=1000.0)
+    assert await store.rate(first) == 0
+    assert await store.rate(first) == 1  # the same again: counted once
+    assert await store.totals() == {"models": {"openai/m": Tally(up=1)}, "pipelines": {}}
+    # the same answer by another of its ids, changed: it replaces, and the totals move
+    changed = rating(answer, -1, message_id="msg_1", at=1001.0, comment="wrong")
+    assert changed.id == first.id
+    assert await store.rate(changed) == 1
+    assert await store.totals() == {"models": {"openai/m": Tally(down=1)}, "pipelines": {}}
+    page = await store.page()
+    assert page is not None
+    assert page.data == [changed]
+    assert not page.has_more
+
+
+async def test_each_user_rates_for_themselves(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    answer = Answer.of("openai/m", [], "alice")
+    alice = rating(answer, 1, message_id="chatcmpl-1")
+    bob = rating(answer, -1, owner="bob", message_id="chatcmpl-1")
+    assert alice.id != bob.id
+    assert await store.rate(alice) == await store.rate(bob) == 0
+    assert await store.totals() == {"models": {"openai/m": Tally(1, 1)}, "pipelines": {}}
+
+
+async def test_a_session_message_is_rated_by_its_position(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    answer = Answer.of("pipeline/agents", ["web_search"], "alice")
+    one = rating(answer, 1, session_id="s1", index=1)
+    three = rating(answer, 1, session_id="s1", index=3)
+    assert one.id != three.id
+    assert await store.rate(one) == 0
+    assert await store.rate(three) == 0
+    assert await store.rate(rating(answer, -1, session_id="s1", index=1)) == 1
+    assert await store.totals() == {
+        "models": {"pipeline/agents": Tally(1, 1)},
+        "pipelines": {"agents": Tally(1, 1)},
+    }
+    assert Tally(1, 1).public() == {"up": 1, "down": 1, "count": 2, "positive_share": 0.5}
+    assert Tally().public()["positive_share"] is None
+
+
+async def test_listing_is_newest_first_filtered_and_paged(redis: aioredis.Redis) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    plain = Answer.of("openai/a", [], "alice")
+    other = Answer.of("openai/b", [], "alice")
+    agents = Answer.of("pipeline/agents", [], "alice")
+    given = [
+        rating(plain, 1, message_id="chatcmpl-1", at=1.0),
+        rating(other, -1, message_id="chatcmpl-2", at=2.0),
+        rating(agents, 1, message_id="chatcmpl-3", at=3.0),
+        rating(plain, -1, message_id="chatcmpl-4", at=4.0),
+        rating(agents, -1, message_id="chatcmpl-5", at=5.0),
+        rating(plain, 1, message_id="chatcmpl-6", at=6.0),
+    ]
+    for item in given:
+        await store.rate(item)
+
+    async def ids(**query: Any) -> list[str | None]:
+        page = await store.page(**query)
+        assert page is not None
+        return [item.message_id for item in page.data]
+
+    assert await ids() == [f"chatcmpl-{n}" for n in (6, 5, 4, 3, 2, 1)]
+    assert await ids(model="openai/a") == ["chatcmpl-6", "chatcmpl-4", "chatcmpl-1"]
+    assert await ids(pipeline="agents") == ["chatcmpl-5", "chatcmpl-3"]
+    assert await ids(rating=-1) == ["chatcmpl-5", "chatcmpl-4", "chatcmpl-2"]
+    assert await ids(model="openai/a", rating=1) == ["chatcmpl-6", "chatcmpl-1"]
+    assert await ids(model="pipeline/agents", pipeline="agents", rating=1) == ["chatcmpl-3"]
+    assert await ids(model="openai/a", pipeline="agents") == []
+    assert await ids(model="nobody/none") == []
+
+    first = await store.page(limit=4)
+    assert first is not None
+    assert first.has_more
+    assert [i.message_id for i in first.data] == [f"chatcmpl-{n}" for n in (6, 5, 4, 3)]
+    rest = await store.page(limit=4, after=first.data[-1].id)
+    assert rest is not None
+    assert not rest.has_more
+    assert [i.message_id for i in rest.data] == ["chatcmpl-2", "chatcmpl-1"]
+    filtered = await store.page(rating=1, limit=1)
+    assert filtered is not None
+    assert filtered.has_more
+    after = await store.page(rating=1, limit=5, after=filtered.data[0].id)
+    assert after is not None
+    assert [i.message_id for i in after.data] == ["chatcmpl-3", "chatcmpl-1"]
+    assert await store.page(after="fb_nothing") is None
+
+
+async def test_redis_gone_is_a_503(tmp_path: Path) -> None:
+    client = connect(f"unix://{tmp_path}/nothing.sock", 0.5)
+    store = FeedbackStore(client, ttl=TTL)
+    answer = Answer.of("openai/m", [], "alice")
+    try:
+        for call in (
+            store.remember([("chatcmpl-1", answer)]),
+            store.answer("chatcmpl-1"),
+            store.rate(rating(answer, 1, message_id="chatcmpl-1")),
+            store.page(),
+            store.totals(),
+        ):
+            with pytest.raises(StateUnavailable) as caught:
+                await call
+            assert caught.value.status == 503
+            assert caught.value.code == "state_unavailable"
+            assert "Redis" in caught.value.message
+    finally:
+        await client.aclose()
