@@ -348,6 +348,7 @@ class PipelineSettings(_Section):
     critic_model: str = ""
     synthesizer_model: str = ""
     intents_file: Path | None = None
+    intent_model: str = ""
 
     broker_url: str = ""
     broker_prefix: str = Field("gateway", pattern=r"^[A-Za-z0-9_-]{1,64}$")

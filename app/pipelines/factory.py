@@ -65,7 +65,7 @@ def build_pipelines(
 ) -> Pipelines:
     """The built-in pipelines and the defined ones; their agents run here or, with `tasks`,
     by the broker's workers. The router's classifier uses `embedder` when there is one, and
-    the answering model for what stays ambiguous."""
+    INTENT_MODEL, when set, for what stays ambiguous."""
     tools = {
         schema["function"]["name"]: schema["function"].get("description", "")
         for schema in registry.schemas()
@@ -84,15 +84,17 @@ def build_pipelines(
     providers = settings.providers
     router = engine.router
 
+    judge = settings.pipelines.intent_model
+
     async def ask(messages: list[dict[str, Any]]) -> str:
-        route = await router.resolve(answering or None)
+        route = await router.resolve(judge)
         return await router.ask(
             route, messages, max_tokens=CLASSIFY_MAX_TOKENS, within=providers.request_timeout
         )
 
     intents = definitions.intents
     classifier = Classifier(
-        intents, embedder=embedder, ask=ask, model=answering or "default", cache=cache
+        intents, embedder=embedder, ask=ask if judge else None, model=judge, cache=cache
     )
     by_id = {pipeline.id: pipeline for pipeline in built}
     for intent in intents:

@@ -14,7 +14,7 @@ import pytest
 from app.pipelines.agents import NO_PLAN
 from tests.api.sse import sse_events
 from tests.api.test_sessions import events
-from tests.conftest import MakeGateway
+from tests.conftest import MakeGateway, answer_recorded
 from tests.fakes.openai_upstream import OpenAIUpstreamState
 
 TEAM = "openai/team"
@@ -326,4 +326,21 @@ def test_what_a_pipeline_cannot_do_is_a_400(gateway: str) -> None:
     assert resp.status_code == 400
     assert resp.json()["error"]["message"] == (
         "pipeline/agents answers chats: ask it on /v1/chat/completions"
+    )
+
+
+def test_a_pipelines_answer_is_rated_as_the_pipelines(gateway: str, redis_url: str) -> None:
+    body = {"model": "pipeline/agents", "messages": [{"role": "user", "content": "Compare"}]}
+    answer = httpx.post(f"{gateway}/v1/chat/completions", json=body, timeout=30).json()
+    message_id = answer_recorded(redis_url, answer["id"])
+    rated = httpx.post(
+        f"{gateway}/v1/feedback", json={"message_id": message_id, "rating": -1}, timeout=20
+    ).json()
+    assert (rated["model"], rated["pipeline"]) == ("pipeline/agents", "agents")
+    vitals = httpx.get(f"{gateway}/v1/vitals", timeout=20).json()["feedback"]
+    assert vitals["pipelines"]["agents"] == {"up": 0, "down": 1, "count": 1, "positive_share": 0.0}
+    metrics = httpx.get(f"{gateway}/metrics", timeout=20).text
+    assert (
+        'gateway_feedback_total{model="pipeline/agents",pipeline="agents",rating="down"} 1.0'
+        in metrics
     )

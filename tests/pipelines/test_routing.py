@@ -145,3 +145,35 @@ def test_a_malformed_intents_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         create_app(gateway_settings(intents_file=path))
     assert str(caught.value) == (f"intents file {path}, line 3: intent 'a' has no `description`")
+
+
+def test_intent_model_decides_what_the_examples_leave_ambiguous(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, tmp_path: Path
+) -> None:
+    path = tmp_path / "intents.yaml"
+    path.write_text(
+        "fallback: other\n"
+        "thresholds: {match: 0.99, margin: 0.0, floor: 0.0}\n"  # nothing decided by examples
+        "intents:\n"
+        "  - name: code\n"
+        "    description: Programming questions.\n"
+        "    prompt: You are the programming specialist.\n"
+        "    examples: ['How do I sort a list?']\n"
+        "  - name: other\n"
+        "    description: Anything else.\n"
+        "    prompt: You answer anything else.\n"
+        "    examples: ['What is the weather like?']\n"
+    )
+    url = make_gateway(
+        default_model="openai/gpt-test", intents_file=path, intent_model="openai/replies"
+    )
+    upstream.replies = ["code"]
+    result = executed(url, "my loop never ends")
+    agents = result["agents"]
+    assert isinstance(agents, list)
+    assert agents[0]["detail"] == "code (by model)"
+    asked = upstream.requests[0]
+    assert asked["model"] == "replies"
+    assert asked["max_tokens"] == 8
+    assert "- code: Programming questions." in asked["messages"][0]["content"]
+    assert "You are the programming specialist." in upstream.requests[1]["messages"][0]["content"]
