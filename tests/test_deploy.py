@@ -95,6 +95,24 @@ def test_compose_runs_prometheus_and_grafana_under_the_monitoring_profile() -> N
     assert "9099:9099" in services["gateway"]["ports"]
 
 
+def test_compose_runs_workers_and_a_broker_under_the_scale_profile() -> None:
+    """`BROKER_URL=nats://nats:4222 docker compose --profile scale up --scale worker=N`: the
+    workers run `python -m app worker` with the gateway's providers and state, the broker keeps
+    its streams on a volume, and the gateway takes BROKER_URL (empty by default)."""
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    worker, nats, gateway = services["worker"], services["nats"], services["gateway"]
+    assert worker["profiles"] == nats["profiles"] == ["scale"]
+    assert worker["command"] == ["python", "-m", "app", "worker"]
+    assert "container_name" not in worker  # --scale needs it unnamed
+    assert "ports" not in worker
+    shared = ("OLLAMA_BASE_URL", "REDIS_URL", "CHROMA_HOST", "DEFAULT_MODEL")
+    assert all(worker["environment"][name] == gateway["environment"][name] for name in shared)
+    assert worker["environment"]["BROKER_URL"].startswith("${BROKER_URL:?")
+    assert gateway["environment"]["BROKER_URL"] == "${BROKER_URL:-}"
+    assert "-js" in nats["command"]
+    assert "profiles" not in gateway
+
+
 @contextmanager
 def running_prometheus(directory: Path, target: str) -> Iterator[str]:
     """A Prometheus server on loopback scraping `target` (host:port) every second with the
