@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from app.chat.context import last_user_text, text_of
-from app.chat.events import Event, Usage
+from app.chat.events import Event, Text, Timings, Usage
 from app.chat.grounding import Placed
 from app.chat.turn import Turn
 from app.errors import InvalidRequest, ModelNotFound
@@ -83,11 +83,17 @@ class Pipelines:
 
 
 async def _events(pipeline: Pipeline, run: Run) -> AsyncIterator[Event]:
+    started = time.perf_counter()
+    first = 0.0
     async for event in pipeline.run(run):
         if type(event) is Usage:  # a step's: the run counts them all
             continue
+        if type(event) is Text and not first:
+            first = time.perf_counter()
         yield event
     yield run.usage
+    total = time.perf_counter() - started
+    yield Timings(round((first - started if first else total) * 1000, 1), round(total * 1000, 1))
 
 
 def _last_said(messages: list[dict[str, Any]]) -> str:

@@ -79,6 +79,7 @@ def test_plan_work_check_and_answer(gateway: str, upstream: OpenAIUpstreamState)
     assert all(step["duration_ms"] > 0 and step["tokens"] > 0 for step in result["agents"])
     assert result["usage"]["total_tokens"] == sum(s["tokens"] for s in result["agents"])
     assert len(result["suggestions"]) == 3
+    assert result["timings"]["total_ms"] >= result["timings"]["ttft_ms"] > 0
     assert roles(upstream) == ["planner", *["worker"] * 3, "critic", "final answer", "follow-up"]
     worker = upstream.requests[1]["messages"]
     assert "Compare A, B and C" in worker[-1]["content"]
