@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -379,10 +379,11 @@ async def test_ratings_given_while_an_owner_is_forgotten_leave_the_totals_right(
                     if name is not None:
                         key = f"{side}:{name}"
                         counted[group][key] = counted[group].get(key, 0) + 1
-            stored = await clients[0].hgetall("feedback:totals:model")
-            assert {k.decode(): int(v) for k, v in stored.items() if int(v)} == counted["models"]
-            stored = await clients[0].hgetall("feedback:totals:pipeline")
-            assert {k.decode(): int(v) for k, v in stored.items() if int(v)} == counted["pipelines"]
+            for group in ("model", "pipeline"):
+                stored = await clients[0].hgetall(f"feedback:totals:{group}")
+                raw = cast("dict[bytes, bytes]", stored)
+                standing = {k.decode(): int(v) for k, v in raw.items() if int(v)}
+                assert standing == counted[group + "s"]
             assert await stores[0].count("alice") == sum(i.owner == "alice" for i in page.data)
             await stores[0].forget("alice")
             totals = await stores[0].totals()
