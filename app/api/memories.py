@@ -1,5 +1,6 @@
 """Each user's memories: list, add explicitly, delete one, and forget the user altogether
-(memories, documents and sessions, verified gone from Chroma, the keyword index and Redis).
+(memories, documents, sessions and ratings of answers, verified gone from Chroma, the keyword
+index and Redis).
 The user is the identity rules' (`api/deps.Actor`), as for documents."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.api.deps import Actor, KnowledgeDep, SessionsDep
+from app.api.deps import Actor, FeedbackDep, KnowledgeDep, ServicesDep, SessionsDep
 from app.api.openapi import errors, request_body
 from app.api.responses import JSON
 from app.api.schemas import parse_json, validate
@@ -60,10 +61,22 @@ async def delete_memory(memory_id: MemoryId, knowledge: KnowledgeDep, actor: Act
 
 
 @router.delete("/v1/memories", responses=errors(503))
-async def forget_me(knowledge: KnowledgeDep, sessions: SessionsDep, actor: Actor) -> Response:
-    """Forget the user: every memory, document and session, then checked gone from Chroma,
-    the keyword index and Redis (a 503 says which store still holds something)."""
+async def forget_me(
+    gateway: ServicesDep,
+    knowledge: KnowledgeDep,
+    sessions: SessionsDep,
+    feedback: FeedbackDep,
+    actor: Actor,
+) -> Response:
+    """Forget the user: every memory, document, session and rating of an answer (and the
+    records of their answers that could be rated), then checked gone from Chroma, the keyword
+    index and Redis (a 503 says which store still holds something)."""
     owner = actor.owner()
+    # first: with Redis unavailable, nothing is deleted anywhere
+    forgotten = await feedback.forget(owner)
+    if gateway.metrics is not None:
+        for rating in forgotten.ratings:
+            gateway.metrics.withdrawn(rating.model, rating.pipeline, rating.rating)
     memories = await knowledge.memories.forget(owner)
     documents = await knowledge.documents.forget(owner)
     user = actor.user()
@@ -71,6 +84,8 @@ async def forget_me(knowledge: KnowledgeDep, sessions: SessionsDep, actor: Actor
     left = await knowledge.leftovers(owner)
     if user and await sessions.count_user(user):
         left["redis_sessions"] = await sessions.count_user(user)
+    if ratings := await feedback.count(owner):
+        left["redis_feedback"] = ratings
     if left:
         held = ", ".join(f"{name}: {count}" for name, count in left.items())
         raise StateUnavailable(f"forgetting was incomplete, still stored: {held}")
@@ -81,5 +96,6 @@ async def forget_me(knowledge: KnowledgeDep, sessions: SessionsDep, actor: Actor
             "memories": memories,
             "documents": documents,
             "sessions": removed_sessions,
+            "feedback": len(forgotten.ratings),
         }
     )

@@ -158,8 +158,9 @@ class Metrics:
         )
         self._feedback_withdrawn = Counter(
             "gateway_feedback_withdrawn",
-            "Ratings replaced by their user's different rating of the same answer: the ratings "
-            "that stand are gateway_feedback_total less these.",
+            "Ratings replaced by their user's different rating of the same answer, or deleted "
+            "with their user (DELETE /v1/memories): the ratings that stand are "
+            "gateway_feedback_total less these.",
             ("model", "pipeline", "rating"),
             registry=into,
         )
@@ -196,6 +197,11 @@ class Metrics:
         self._feedback.labels(model, pipeline or "", rating).inc()
         if replaced is not None:
             self._feedback_withdrawn.labels(model, pipeline or "", replaced).inc()
+
+    def withdrawn(self, model: str, pipeline: str | None, rating: str) -> None:
+        """A user's rating `rating` (up, down) of an answer of `model` (and `pipeline`) was
+        deleted with the user."""
+        self._feedback_withdrawn.labels(model, pipeline or "", rating).inc()
 
     def retrieval(self, seconds: float, passages: int) -> None:
         self._retrieval.observe(seconds)

@@ -9,11 +9,19 @@
     feedback:totals:model         hash    `up:<model>` and `down:<model>`: the ratings as they
                                           stand
     feedback:totals:pipeline      hash    the same per pipeline
+    feedback:user:<owner>         set     the ids of the owner's ratings
+    feedback:answers:<owner>      zset    the tails of the owner's answers' records, scored by
+                                          when they expire (ms); expires with the newest
+    feedback:users:indexed        string  set once the ratings given before the owners' sets
+                                          existed are in them
 
 An answer's id is its turn's on every wire but for the wire's prefix (`chatcmpl-X`, `msg_X`,
 `resp_X`, `cmpl-X`), so the tail after the prefix names the answer whichever id the client was
 given. A rating's id is a digest of its owner and the answer it rates: a user's second rating of
-an answer replaces the first, in one Lua script that moves the totals with it.
+an answer replaces the first, in one Lua script that moves the totals with it and keeps the
+owner's set. `forget` deletes an owner's ratings, their entries in every index and their part of
+the totals, and the owner's answers' records, in one Lua script too: a rating given meanwhile
+either stands whole or is gone whole.
 
 Any Redis failure raises `StateUnavailable` (503). The answers' records are written off the
 responses' path, by `Recorder`.
@@ -25,6 +33,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,19 +62,38 @@ _BATCH: Final = 256
 _LINGER: Final = 0.02
 """Seconds the recorder gathers answers' records before it writes them."""
 
-# KEYS: the answers' records. ARGV: their TTL in ms, then their JSON, in the same order.
+_USER: Final = "feedback:user:"
+_ANSWERS: Final = "feedback:answers:"
+_INDEXED: Final = "feedback:users:indexed"
+
+# KEYS: the answers' records, then the set of each one's owner's answers, in the same order.
+# ARGV: their TTL in ms, the time in ms, then their JSON, in the same order.
 _REMEMBER = """
-for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1]) end
+local n = #KEYS / 2
+local ttl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local trimmed = {}
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ttl)
+  local answers = KEYS[n + i]
+  redis.call('ZADD', answers, now + ttl, string.sub(KEYS[i], 17))
+  if not trimmed[answers] then
+    trimmed[answers] = true
+    redis.call('ZREMRANGEBYSCORE', answers, '-inf', now)
+    redis.call('PEXPIRE', answers, ttl)
+  end
+end
 """
 
 # KEYS: the rating, the index, the model's index, the pipeline's index, the model totals, the
-# pipeline totals. ARGV: the rating's JSON, its id, its time, its rating (1 or -1), the model,
-# the pipeline ('' for none). Returns the rating it replaced (0: none).
+# pipeline totals, the owner's ratings. ARGV: the rating's JSON, its id, its time, its rating (1
+# or -1), the model, the pipeline ('' for none). Returns the rating it replaced (0: none).
 _RATE = """
 local old = redis.call('GET', KEYS[1])
 local before = 0
 if old then before = tonumber(cjson.decode(old)['rating']) end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
@@ -80,6 +108,55 @@ if before ~= rating then
   end
 end
 return before
+"""
+
+# KEYS: the owner's ratings, the owner's answers, the index, the model totals, the pipeline
+# totals. ARGV: the owner. Each rating's own keys (it, its model's and pipeline's indexes) and the
+# answers' records are known only once read, so they are not in KEYS (one Redis, not a cluster).
+# Returns the model, pipeline ('' for none) and rating (up, down) of each rating deleted, then
+# how many answers' records were deleted.
+_FORGET = """
+local names = {[1] = 'up', [-1] = 'down'}
+local gone = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = 'feedback:' .. id
+  local raw = redis.call('GET', key)
+  if raw then
+    local rating = cjson.decode(raw)
+    if rating['owner'] == ARGV[1] then
+      local name = names[tonumber(rating['rating'])]
+      local pipeline = rating['pipeline']
+      if type(pipeline) ~= 'string' then pipeline = '' end
+      redis.call('DEL', key)
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('ZREM', 'feedback:index:model:' .. rating['model'], id)
+      redis.call('HINCRBY', KEYS[4], name .. ':' .. rating['model'], -1)
+      if pipeline ~= '' then
+        redis.call('ZREM', 'feedback:index:pipeline:' .. pipeline, id)
+        redis.call('HINCRBY', KEYS[5], name .. ':' .. pipeline, -1)
+      end
+      gone[#gone + 1] = rating['model']
+      gone[#gone + 1] = pipeline
+      gone[#gone + 1] = name
+    end
+  end
+end
+local answers = 0
+for _, tail in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  answers = answers + redis.call('DEL', 'feedback:answer:' .. tail)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+gone[#gone + 1] = answers
+return gone
+"""
+
+# KEYS: pairs of a rating and its owner's set. Adds each rating that still exists to the set.
+_INDEX_OWNERS = """
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('SADD', KEYS[i + 1], string.sub(KEYS[i], 10))
+  end
+end
 """
 
 
@@ -193,6 +270,23 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """A rating that no longer stands: of an answer of `model` (and `pipeline`), up or down."""
+
+    model: str
+    pipeline: str | None
+    rating: Literal["up", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What `forget` deleted of an owner: their ratings, and how many of their answers' records."""
+
+    ratings: list[Withdrawn]
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tally:
     up: int = 0
     down: int = 0
@@ -209,12 +303,15 @@ class FeedbackStore:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._rate = redis.register_script(_RATE)
         self._remember = redis.register_script(_REMEMBER)
+        self._forget = redis.register_script(_FORGET)
+        self._index_owners = redis.register_script(_INDEX_OWNERS)
 
     async def remember(self, answers: Sequence[tuple[str, Answer]]) -> None:
         """What produced each answer (by its id), for its ratings, in one call (a script: a
         pipeline costs the client several times as much CPU a record); each can be rated for
         FEEDBACK_TTL seconds."""
         keys = [_answer_key(answer_id) for answer_id, _ in answers]
+        keys += [_ANSWERS + a.owner for _, a in answers]
         values = [
             orjson.dumps(
                 {"model": a.model, "pipeline": a.pipeline, "tools": a.tools, "owner": a.owner}
@@ -222,7 +319,8 @@ class FeedbackStore:
             for _, a in answers
         ]
         with _reachable():
-            await self._remember(keys=keys, args=[self._ttl_ms, *values])
+            now = round(time.time() * 1000)
+            await self._remember(keys=keys, args=[self._ttl_ms, now, *values])
 
     async def answer(self, answer_id: str) -> Answer | None:
         """The answer `answer_id` (an id any wire gave it), unless it is unknown or expired."""
@@ -259,11 +357,53 @@ class FeedbackStore:
             _pipeline_index(answer.pipeline or ""),
             _TOTALS_MODEL,
             _TOTALS_PIPELINE,
+            _USER + feedback.owner,
         ]
         at = repr(feedback.created_at)
         args = [value, fid, at, feedback.rating, answer.model, answer.pipeline or ""]
         with _reachable():
             return int(await self._rate(keys=keys, args=args))
+
+    async def forget(self, owner: str) -> Forgotten:
+        """Delete every rating of `owner`, with its entries in the indexes and its part of the
+        totals, and the owner's answers' records (those written before the owners' sets of
+        answers existed are left to expire)."""
+        keys = [_USER + owner, _ANSWERS + owner, _INDEX, _TOTALS_MODEL, _TOTALS_PIPELINE]
+        with _reachable():
+            await self._index_owners_once()
+            gone = cast("list[bytes | int]", await self._forget(keys=keys, args=[owner]))
+        fields = [cast("bytes", field).decode() for field in gone[:-1]]
+        ratings = [
+            Withdrawn(model, pipeline or None, "up" if name == "up" else "down")
+            for model, pipeline, name in zip(fields[::3], fields[1::3], fields[2::3], strict=True)
+        ]
+        return Forgotten(ratings, int(gone[-1]))
+
+    async def count(self, owner: str) -> int:
+        """How many ratings of `owner` their set holds (every one, once `forget` has run)."""
+        with _reachable():
+            return int(await self._redis.scard(_USER + owner))
+
+    async def _index_owners_once(self) -> None:
+        """Put the ratings given before the owners' sets existed into them, once: the index is
+        read `_SCAN` ids at a time (ZSCAN returns every id that stays in it throughout), and a
+        rating deleted meanwhile is not added."""
+        if await self._redis.exists(_INDEXED):
+            return
+        cursor = 0
+        while True:
+            cursor, scored = await self._redis.zscan(_INDEX, cursor, count=_SCAN)
+            ids = [cast("bytes", member) for member, _ in scored]
+            raws = await self._redis.mget([b"feedback:" + i for i in ids]) if ids else []
+            keys: list[bytes | str] = []
+            for fid, raw in zip(ids, raws, strict=True):
+                if raw is not None:
+                    keys += [b"feedback:" + fid, _USER + orjson.loads(raw)["owner"]]
+            if keys:
+                await self._index_owners(keys=keys)
+            if cursor == 0:
+                break
+        await self._redis.set(_INDEXED, "1")
 
     async def page(
         self,

@@ -1,19 +1,22 @@
 """Feedback through a real gateway: answers (plain, streamed, on every wire, from /chat
 sessions) rated by their ids or positions, a second rating replacing the first, other users'
-answers out of reach, bad ratings refused, the admin's listing, the counts in /v1/vitals, and
-Redis going away."""
+answers out of reach, bad ratings refused, the admin's listing, the counts in /v1/vitals, a
+user's ratings forgotten with them (DELETE /v1/memories), and Redis going away."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.state.feedback import Answer, FeedbackStore
 from app.state.redis import connect
@@ -48,8 +51,9 @@ def listed(url: str, headers: dict[str, str] | None = None, **query: Any) -> dic
     return data
 
 
-def feedback_vitals(url: str) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(f"{url}/v1/vitals", timeout=20).json()["feedback"]
+def feedback_vitals(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    resp = httpx.get(f"{url}/v1/vitals", headers=headers, timeout=20)
+    data: dict[str, Any] = resp.json()["feedback"]
     return data
 
 
@@ -309,12 +313,13 @@ def test_the_admins_listing_filters_and_pages(make_gateway: MakeGateway, redis_u
     assert httpx.get(f"{url}/feedback", headers=admin, timeout=10).status_code == 200
 
 
-async def _pipeline_answer(redis_url: str, owner: str) -> tuple[str, str, str]:
+async def _pipeline_answer(
+    redis_url: str, owner: str, answer_id: str = "chatcmpl-feedc0ffee"
+) -> tuple[str, str, str]:
     """An answer of the `agents` pipeline (its turns answer as model `pipeline/agents`), as the
     gateway records it; its id."""
     client = connect(redis_url, 2.0)
     try:
-        answer_id = "chatcmpl-feedc0ffee"
         answer = Answer.of("pipeline/agents", ["web_search"], owner)
         await FeedbackStore(client, ttl=60).remember([(answer_id, answer)])
         return answer.model, answer.pipeline or "", answer_id
@@ -338,6 +343,154 @@ def test_vitals_count_per_model_and_pipeline(make_gateway: MakeGateway, redis_ur
         },
         "pipelines": {"agents": agents},
     }
+
+
+def withdrawn(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, str, str], float]:
+    """gateway_feedback_withdrawn_total by model, pipeline and rating."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=20).text
+    return {
+        (s.labels["model"], s.labels["pipeline"], s.labels["rating"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_feedback_withdrawn_total"
+    }
+
+
+def forget(url: str, user: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.delete(f"{url}/v1/memories", params={"user_id": user}, headers=headers, timeout=60)
+
+
+def test_forgetting_a_user_forgets_their_ratings(make_gateway: MakeGateway, redis_url: str) -> None:
+    url = make_gateway(api_keys=["user-key"], admin_api_keys=["admin-key"])
+    user = {"Authorization": "Bearer user-key"}
+    admin = {"Authorization": "Bearer admin-key"}
+    mine: dict[str, list[str]] = {"alice": [], "bob": []}
+    answers: dict[str, list[str]] = {"alice": [], "bob": []}
+    for owner, values in (("alice", (1, -1)), ("bob", (1,))):
+        for value in values:
+            answer = answer_recorded(redis_url, ask(url, headers=user, user=owner)["id"])
+            resp = rate(url, user, message_id=answer, rating=value, user_id=owner, comment="mine")
+            assert resp.status_code == 200, resp.text
+            mine[owner].append(resp.json()["id"])
+            answers[owner].append(answer)
+    for owner, value, answer_id in (("alice", 1, "chatcmpl-a1"), ("bob", -1, "chatcmpl-b1")):
+        _, _, answer = asyncio.run(_pipeline_answer(redis_url, owner, answer_id))
+        resp = rate(url, user, message_id=answer, rating=value, user_id=owner)
+        mine[owner].append(resp.json()["id"])
+    before = feedback_vitals(url, admin)
+    assert before["models"][MODEL] == {"up": 2, "down": 1, "count": 3, "positive_share": 0.667}
+    assert before["pipelines"]["agents"] == {"up": 1, "down": 1, "count": 2, "positive_share": 0.5}
+    assert withdrawn(url, admin) == {}
+
+    resp = forget(url, "alice", user)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "object": "forget",
+        "deleted": True,
+        "memories": 0,
+        "documents": 0,
+        "sessions": 0,
+        "feedback": 3,
+    }
+    assert {item["id"] for item in listed(url, admin)["data"]} == set(mine["bob"])
+    assert listed(url, admin, model=MODEL)["data"][0]["owner"] == "bob"
+    # the totals drop by exactly alice's ratings: bob's stand
+    assert feedback_vitals(url, admin) == {
+        "models": {
+            MODEL: {"up": 1, "down": 0, "count": 1, "positive_share": 1.0},
+            "pipeline/agents": {"up": 0, "down": 1, "count": 1, "positive_share": 0.0},
+        },
+        "pipelines": {"agents": {"up": 0, "down": 1, "count": 1, "positive_share": 0.0}},
+    }
+    assert withdrawn(url, admin) == {
+        (MODEL, "", "up"): 1,
+        (MODEL, "", "down"): 1,
+        ("pipeline/agents", "agents", "up"): 1,
+    }
+    # her answers' records went too: they can no longer be rated; bob's still can
+    gone = rate(url, user, message_id=answers["alice"][0], rating=1, user_id="alice")
+    assert gone.status_code == 404
+    again = rate(url, user, message_id=answers["bob"][0], rating=-1, user_id="bob")
+    assert again.status_code == 200, again.text
+    assert forget(url, "alice", user).json()["feedback"] == 0
+
+
+def test_ratings_given_while_a_user_is_forgotten_leave_the_totals_right(
+    make_gateway: MakeGateway, redis_url: str
+) -> None:
+    url = make_gateway()
+    ids = [asyncio.run(_pipeline_answer(redis_url, "alice", f"chatcmpl-{n}"))[2] for n in range(40)]
+    started = threading.Event()
+
+    def rate_all(value: int) -> list[int]:
+        statuses = []
+        for n, answer in enumerate(ids):
+            statuses.append(rate(url, message_id=answer, rating=value, user_id="alice").status_code)
+            if n == 5:
+                started.set()
+        return statuses
+
+    with ThreadPoolExecutor(2) as pool:
+        raters = [pool.submit(rate_all, 1), pool.submit(rate_all, -1)]
+        assert started.wait(30)
+        during = forget(url, "alice")
+        statuses = [status for rater in raters for status in rater.result()]
+    # a rating after the forget of an answer it deleted is a 404; one that landed just after
+    # the script is still stored, and the check says so
+    assert set(statuses) <= {200, 404}
+    assert 404 in statuses
+    if during.status_code == 503:
+        assert "redis_feedback" in during.json()["error"]["message"]
+    else:
+        assert during.status_code == 200, during.text
+    standing = listed(url, limit=1000)["data"]
+    up = sum(item["rating"] == 1 for item in standing)
+    down = len(standing) - up
+    expected = {"up": up, "down": down, "count": up + down} if standing else None
+    agents = feedback_vitals(url)["pipelines"].get("agents")
+    assert (agents and {k: agents[k] for k in ("up", "down", "count")}) == expected
+    assert forget(url, "alice").json()["feedback"] == len(standing)
+    assert feedback_vitals(url) == {"models": {}, "pipelines": {}}
+    total = sum(withdrawn(url).values())
+    rated = httpx.get(f"{url}/metrics", timeout=20).text
+    given = sum(
+        s.value
+        for family in text_string_to_metric_families(rated)
+        for s in family.samples
+        if s.name == "gateway_feedback_total"
+    )
+    assert given - total == 0  # none stand
+
+
+def test_redis_down_forgets_nothing(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    server = start_redis(tmp_path)
+    own = f"unix://{tmp_path}/redis.sock"
+    url = make_gateway(redis_url=own)
+    added = httpx.post(
+        f"{url}/v1/memories", json={"text": "Prefers short answers", "user_id": "alice"}, timeout=60
+    )
+    assert added.status_code == 201, added.text
+    answer = answer_recorded(own, ask(url, user="alice")["id"])
+    assert rate(url, message_id=answer, rating=1, user_id="alice").status_code == 200
+    server.terminate()
+    server.wait(10)
+    resp = forget(url, "alice")
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "state_unavailable"
+    assert "Redis" in resp.json()["error"]["message"]
+    memories = httpx.get(f"{url}/v1/memories", params={"user_id": "alice"}, timeout=20)
+    assert [m["text"] for m in memories.json()["data"]] == ["Prefers short answers"]
+    server = start_redis(tmp_path)  # the same data, from its append-only file
+    try:
+        assert [item["owner"] for item in listed(url)["data"]] == ["alice"]
+        assert feedback_vitals(url)["models"][MODEL]["up"] == 1
+        done = forget(url, "alice")
+        assert done.status_code == 200, done.text
+        assert (done.json()["memories"], done.json()["feedback"]) == (1, 1)
+        assert feedback_vitals(url) == {"models": {}, "pipelines": {}}
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_redis_down_is_a_503_and_answers_go_on(make_gateway: MakeGateway, tmp_path: Path) -> None:

@@ -207,6 +207,7 @@ def test_memories_can_be_listed_added_deleted_and_the_user_forgotten(
         "memories": 1,
         "documents": 1,
         "sessions": 1,
+        "feedback": 0,
     }
     assert httpx.get(f"{url}/v1/memories").json()["data"] == []
     assert httpx.get(f"{url}/v1/documents").json()["data"] == []

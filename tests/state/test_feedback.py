@@ -1,6 +1,7 @@
 """The feedback store against a real Redis: answers' records by any wire's id and their TTL, a
 rating replaced rather than counted twice, the totals as they stand, listing newest first with
-filters and pages, and a 503 when Redis is gone."""
+filters and pages, an owner's ratings and answers forgotten whole (ratings given before the
+owners' sets too, and ratings given meanwhile), and a 503 when Redis is gone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from app.state.feedback import (
     Rating,
     Recorder,
     Tally,
+    Withdrawn,
     pipeline_of,
 )
 from app.state.redis import connect
@@ -226,6 +228,8 @@ async def test_redis_gone_is_a_503(tmp_path: Path) -> None:
             store.rate(rating(answer, 1, message_id="chatcmpl-1")),
             store.page(),
             store.totals(),
+            store.forget("alice"),
+            store.count("alice"),
         ):
             with pytest.raises(StateUnavailable) as caught:
                 await call
@@ -234,3 +238,157 @@ async def test_redis_gone_is_a_503(tmp_path: Path) -> None:
             assert "Redis" in caught.value.message
     finally:
         await client.aclose()
+
+
+async def test_an_owners_answers_are_kept_in_their_set_until_they_expire(
+    redis: aioredis.Redis,
+) -> None:
+    store = FeedbackStore(redis, ttl=0.3)
+    alice = Answer.of("openai/m", [], "alice")
+    await store.remember(
+        [("chatcmpl-a1", alice), ("chatcmpl-b1", Answer.of("openai/m", [], "bob"))]
+    )
+    assert await redis.zrange("feedback:answers:alice", 0, -1) == [b"a1"]
+    assert await redis.zrange("feedback:answers:bob", 0, -1) == [b"b1"]
+    assert 0 < await redis.pttl("feedback:answers:alice") <= 300
+    await asyncio.sleep(0.4)
+    await store.remember([("chatcmpl-a2", alice)])  # the expired one is trimmed on the next write
+    assert await redis.zrange("feedback:answers:alice", 0, -1) == [b"a2"]
+    await asyncio.sleep(0.4)
+    assert not await redis.exists("feedback:answers:alice", "feedback:answers:bob")
+
+
+async def _given(store: FeedbackStore) -> list[Feedback]:
+    """Ratings of alice and bob of plain and pipeline answers, their answers recorded."""
+    plain = Answer.of("openai/m", [], "alice")
+    agents = Answer.of("pipeline/agents", ["web_search"], "alice")
+    bobs = Answer.of("openai/m", [], "bob")
+    await store.remember([("chatcmpl-a1", plain), ("chatcmpl-a2", agents), ("chatcmpl-b1", bobs)])
+    given = [
+        rating(plain, 1, message_id="chatcmpl-a1", at=1.0, comment="spot on"),
+        rating(agents, -1, message_id="chatcmpl-a2", at=2.0),
+        rating(plain, -1, session_id="s1", index=1, at=3.0),
+        rating(bobs, 1, owner="bob", message_id="chatcmpl-b1", at=4.0),
+        rating(Answer.of("pipeline/agents", [], "bob"), 1, owner="bob", session_id="s2", index=3),
+    ]
+    for item in given:
+        await store.rate(item)
+    return given
+
+
+async def test_forgetting_an_owner_deletes_their_ratings_indexes_totals_and_answers(
+    redis: aioredis.Redis,
+) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    given = await _given(store)
+    assert await store.count("alice") == 3
+    forgotten = await store.forget("alice")
+    assert sorted(forgotten.ratings, key=str) == sorted(
+        [
+            Withdrawn("openai/m", None, "up"),
+            Withdrawn("pipeline/agents", "agents", "down"),
+            Withdrawn("openai/m", None, "down"),
+        ],
+        key=str,
+    )
+    assert forgotten.answers == 2
+    assert await store.totals() == {
+        "models": {"openai/m": Tally(up=1), "pipeline/agents": Tally(up=1)},
+        "pipelines": {"agents": Tally(up=1)},
+    }
+    page = await store.page()
+    assert page is not None
+    assert page.data == given[4:2:-1]
+    bobs = {given[3].id.encode(), given[4].id.encode()}
+    for index in (
+        "feedback:index",
+        "feedback:index:model:openai/m",
+        "feedback:index:model:pipeline/agents",
+        "feedback:index:pipeline:agents",
+    ):
+        assert set(await redis.zrange(index, 0, -1)) <= bobs, index
+    for item in given[:3]:
+        assert not await redis.exists("feedback:" + item.id)
+    assert await store.answer("chatcmpl-a1") is None
+    assert await store.answer("chatcmpl-a2") is None
+    assert await store.answer("chatcmpl-b1") is not None
+    assert not await redis.exists("feedback:user:alice", "feedback:answers:alice")
+    assert await store.count("alice") == 0
+    assert await store.count("bob") == 2
+    again = await store.forget("alice")
+    assert (again.ratings, again.answers) == ([], 0)
+
+
+async def test_ratings_given_before_the_owners_sets_are_forgotten_too(
+    redis: aioredis.Redis,
+) -> None:
+    store = FeedbackStore(redis, ttl=TTL)
+    given = await _given(store)
+    # as the gateway stored them before it kept each owner's set
+    await redis.delete("feedback:user:alice", "feedback:user:bob")
+    forgotten = await store.forget("alice")
+    assert len(forgotten.ratings) == 3
+    assert await redis.exists("feedback:users:indexed")
+    assert await store.count("bob") == 2
+    assert await store.totals() == {
+        "models": {"openai/m": Tally(up=1), "pipeline/agents": Tally(up=1)},
+        "pipelines": {"agents": Tally(up=1)},
+    }
+    # the ratings' index is read once: a set lost later is not rebuilt on each forget
+    await redis.delete("feedback:user:bob")
+    assert (await store.forget("bob")).ratings == []
+    page = await store.page()
+    assert page is not None
+    assert page.data == given[4:2:-1]
+
+
+async def test_ratings_given_while_an_owner_is_forgotten_leave_the_totals_right(
+    redis_url: str,
+) -> None:
+    clients = [connect(redis_url, 2.0) for _ in range(4)]
+    stores = [FeedbackStore(client, ttl=TTL) for client in clients]
+    answers = [Answer.of(f"openai/m{n % 3}", [], "alice") for n in range(60)]
+    agents = Answer.of("pipeline/agents", [], "alice")
+
+    async def rate_all(store: FeedbackStore, values: list[Rating], owner: str) -> None:
+        for n, value in enumerate(values):
+            answer = agents if n % 4 == 0 else answers[n]
+            await store.rate(rating(answer, value, owner=owner, message_id=f"chatcmpl-{n}"))
+
+    try:
+        for _ in range(5):
+            await rate_all(stores[0], [1] * 60, "bob")
+            raters = asyncio.gather(
+                rate_all(stores[1], [1, -1] * 30, "alice"),
+                rate_all(stores[2], [-1, 1] * 30, "alice"),
+            )
+            forgotten = 0
+            while not raters.done():
+                forgotten += len((await stores[3].forget("alice")).ratings)
+            await raters
+            assert forgotten
+            page = await stores[0].page(limit=1000)
+            assert page is not None
+            counted: dict[str, dict[str, int]] = {"models": {}, "pipelines": {}}
+            for item in page.data:
+                side = "up" if item.rating == 1 else "down"
+                for group, name in (
+                    ("models", item.answer.model),
+                    ("pipelines", item.answer.pipeline),
+                ):
+                    if name is not None:
+                        key = f"{side}:{name}"
+                        counted[group][key] = counted[group].get(key, 0) + 1
+            for group in ("model", "pipeline"):
+                stored = await clients[0].hgetall(f"feedback:totals:{group}")
+                raw = cast("dict[bytes, bytes]", stored)
+                standing = {k.decode(): int(v) for k, v in raw.items() if int(v)}
+                assert standing == counted[group + "s"]
+            assert await stores[0].count("alice") == sum(i.owner == "alice" for i in page.data)
+            await stores[0].forget("alice")
+            totals = await stores[0].totals()
+            assert sum(t.up + t.down for t in totals["models"].values()) == 60
+            assert totals["models"]["pipeline/agents"] == Tally(up=15)
+    finally:
+        for client in clients:
+            await client.aclose()
