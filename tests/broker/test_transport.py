@@ -110,6 +110,27 @@ async def test_a_worker_killed_mid_task_loses_nothing(workers: Workers, client: 
     assert 1.0 <= waited < 8, waited  # the visibility timeout (1 s), then 1 s of sleep
 
 
+async def test_workers_joining_while_a_task_runs_do_not_count_as_failed_deliveries(
+    workers: Workers, client: TaskClient, broker: Broker, settings: PipelineSettings
+) -> None:
+    """More workers join than BROKER_MAX_ATTEMPTS (2) while a task runs. On Kafka each join
+    rebalances the group, and a partition that moves takes its running task along to be run
+    again; no worker died, so that is not a failed delivery: the task is answered, not
+    dead-lettered."""
+    workers.start()
+    request = asyncio.create_task(
+        client.request("sleep", {"tag": "long", "seconds": 5.0}, soon(30))
+    )
+    await wait_until_started(workers, "long")
+    for _ in range(3):
+        workers.start()
+
+    result = await request
+
+    assert result["tag"] == "long"
+    assert await broker.dead_letters(settings.broker_prefix) == []
+
+
 async def test_a_passed_deadline_times_out_on_time_and_the_task_never_runs(
     workers: Workers, client: TaskClient
 ) -> None:
