@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 TASK_PARTITIONS = 64
 """Partitions of the task topic when this creates it: at most this many tasks run at once over
 all workers; more wait behind those of their partition."""
+FETCH_MAX_WAIT_MS = 100
+"""How long a read waits on the broker for messages to come. Kafka answers a waiting read at
+once when one comes; some Kafka-protocol brokers (Tansu) only at the end of the wait, so that a
+task or a reply waits half of it on average there."""
 MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
 """A worker whose BROKER_CONCURRENCY slots are all taken reads nothing until one frees; the
 group would take that for a hung worker after Kafka's default 5 min, while the session (the
@@ -128,7 +132,10 @@ class _Attempts:
     def __init__(self, broker: KafkaBroker, topic: str, bootstrap: str) -> None:
         self._broker = broker
         self._topic = topic
-        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._reader = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )  # fmt: skip
         self._reading = asyncio.Lock()
         self._known: dict[int, tuple[int, int]] = {}
         """Of each partition held since, the last (offset, deliveries) recorded."""
@@ -162,14 +169,17 @@ class _Attempts:
     async def _last(self, partition: int) -> tuple[int, int]:
         """The partition's last record: (offset, deliveries); (-1, 0) when there is none."""
         where = TopicPartition(self._topic, partition)
+        first = (await self._reader.beginning_offsets([where]))[where]
+        end = (await self._reader.end_offsets([where]))[where]
+        if end <= first:  # none yet, or none kept
+            return -1, 0
         async with self._reading:
             self._reader.assign([where])
-            first = (await self._reader.beginning_offsets([where]))[where]
-            end = (await self._reader.end_offsets([where]))[where]
-            if end <= first:  # none yet, or none kept
-                return -1, 0
             self._reader.seek(where, end - 1)
-            record = await self._reader.getone(where)
+            try:
+                record = await self._reader.getone(where)
+            finally:
+                self._reader.unsubscribe()
         offset, deliveries = record.value.split()
         return int(offset), int(deliveries)
 
@@ -219,7 +229,10 @@ class Kafka:
         async def receive(msg: KafkaMessage) -> None:
             await callback(msg.body)
 
-        subscriber = self.broker.subscriber(address, auto_offset_reset="latest", no_reply=True)
+        subscriber = self.broker.subscriber(
+            address, auto_offset_reset="latest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            no_reply=True,
+        )  # fmt: skip
         subscriber(receive)
         self._reply_subscribers.append(subscriber)
 
@@ -247,6 +260,7 @@ class Kafka:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(1, session_ms // 4),
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             listener=_Rebalances(self),
             ack_policy=AckPolicy.MANUAL,
