@@ -6,7 +6,7 @@ while its task runs, and the task's offset is committed only once it is answered
 that dies mid-task leaves it uncommitted, and after the group's rebalance (when the worker's
 session, BROKER_VISIBILITY_TIMEOUT, has timed out) another worker reads it again. A Kafka
 broker refuses sessions outside its group.min/max.session.timeout.ms (6 s to 30 min by
-default); a worker then logs that error and never gets its partitions.
+default); a worker then logs that error and never starts consuming.
 
 Kafka keeps no count of a message's deliveries, so the workers keep one: before running a task
 a worker writes (offset, deliveries so far) to the same partition of the attempts topic, and a
@@ -29,10 +29,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage, Topic
+from faststream.kafka import KafkaBroker, KafkaMessage
 
 from app.broker.backend import ReplyCallback, TaskCallback
 from app.broker.envelope import REPLY_TO
@@ -184,6 +185,18 @@ class _Attempts:
         return int(offset), int(deliveries)
 
 
+async def _create(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
+    response = await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+    for _, code, *_ in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise for_code(code)(f"cannot create {topic}")
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> int:
+    [described] = await admin.describe_topics([topic])
+    return len(described["partitions"])
+
+
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, kafka: Kafka) -> None:
         self._kafka = kafka
@@ -319,32 +332,33 @@ class Kafka:
             )
 
     async def start(self) -> None:
-        await self.broker.connect()
-        await self._create(
-            Topic(self._tasks, num_partitions=TASK_PARTITIONS), Topic(self._replies),
-            Topic(self._dead),
-        )  # fmt: skip
+        # The topics first, with a client of this module's own: FastStream leaves the producer
+        # it could not start unclosed when the broker cannot be reached.
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        try:
+            await admin.start()
+            await self._create_topics(admin)
+        finally:
+            await admin.close()
         if self._attempts is not None:
-            partitions = await self._partitions(self._tasks)
-            await self._create(Topic(self._attempts_topic, num_partitions=partitions))
-            if await self._partitions(self._attempts_topic) < partitions:
-                message = f"{self._attempts_topic} has fewer partitions than {self._tasks}"
-                raise ValueError(message)
             await self._attempts.start()
         await self.broker.start()
         for subscriber in self._reply_subscribers:  # from here on no reply is missed
             for partition in subscriber.consumer.assignment():
                 await subscriber.consumer.position(partition)
 
-    async def _create(self, *topics: Topic) -> None:
-        """Those of `topics` that do not exist yet."""
-        for result in await self.broker.config.admin.create_topics(list(topics)):
-            if result.error is not None:
-                raise result.error
-
-    async def _partitions(self, topic: str) -> int:
-        [described] = await self.broker.config.admin_client.describe_topics([topic])
-        return len(described["partitions"])
+    async def _create_topics(self, admin: AIOKafkaAdminClient) -> None:
+        """Those that do not exist yet: attempts (for a worker) with as many partitions as
+        tasks has."""
+        await _create(admin, self._tasks, TASK_PARTITIONS)
+        await _create(admin, self._replies, 1)
+        await _create(admin, self._dead, 1)
+        if self._attempts is not None:
+            partitions = await _partitions(admin, self._tasks)
+            await _create(admin, self._attempts_topic, partitions)
+            if await _partitions(admin, self._attempts_topic) < partitions:
+                message = f"{self._attempts_topic} has fewer partitions than {self._tasks}"
+                raise ValueError(message)
 
     async def stop(self) -> None:
         """The tasks in hand get BROKER_SHUTDOWN_GRACE seconds; those read meanwhile are left

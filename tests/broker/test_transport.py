@@ -262,8 +262,9 @@ async def test_sigterm_finishes_the_running_task_and_takes_no_new_one(
     assert worker.pid not in started(workers, "later")
 
 
-async def test_a_broker_that_cannot_be_reached_is_broker_unavailable() -> None:
-    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+@pytest.mark.parametrize("scheme", ["redis", "kafka"])
+async def test_a_broker_that_cannot_be_reached_is_broker_unavailable(scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{free_port()}"  # nothing listens there
     client = TaskClient(load_settings(_env_file=None, broker_url=url).pipelines)
 
     with pytest.raises(BrokerUnavailable) as caught:
