@@ -213,6 +213,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 
 TEST_SETTINGS: dict[str, Any] = {
+    # Kafka: the workers' session timeout, which Tansu takes this short (a Kafka broker not).
     "broker_visibility_timeout": 1.0,
     "broker_max_attempts": 2,
     "broker_concurrency": 4,
