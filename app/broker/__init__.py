@@ -5,7 +5,7 @@ Kafka, all through FastStream), knowing nothing of what the tasks are.
     worker.py          the worker's side: serve(settings, handlers)
     envelope.py        the task and reply messages, errors across the wire
     backend.py         what differs between brokers, as one interface; one module per broker:
-    redis_streams.py, nats_jetstream.py, kafka.py
+    redis_streams.py, nats_jetstream.py, kafka.py; brokers.py picks one by BROKER_URL
 
 Delivery is at least once: a task is acknowledged only after its reply is published, so a
 worker that dies mid-task leaves it to be redelivered to another after the visibility timeout.

@@ -73,24 +73,6 @@ class Backend(Protocol):
     ) -> None: ...
 
 
-def backend_for(settings: PipelineSettings) -> Backend:
-    """The backend of BROKER_URL's scheme; ValueError when BROKER_URL is empty."""
-    scheme = settings.broker_url.partition(":")[0]
-    if scheme in ("redis", "rediss"):
-        from app.broker.redis_streams import RedisStreams
-
-        return RedisStreams(settings)
-    if scheme in ("nats", "tls"):
-        from app.broker.nats_jetstream import NatsJetStream
-
-        return NatsJetStream(settings)
-    if scheme == "kafka":
-        from app.broker.kafka import Kafka
-
-        return Kafka(settings)
-    raise ValueError(f"BROKER_URL {settings.broker_url!r} names no broker")
-
-
 def process_name() -> str:
     """This process's name among the workers and gateways: host, pid and a random part."""
     return f"{socket.gethostname()}-{os.getpid()}-{new_id(hex_digits=6)}"

@@ -10,7 +10,8 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from app.broker.backend import backend_for, process_name
+from app.broker.backend import process_name
+from app.broker.brokers import backend_for
 from app.broker.envelope import Reply, Task
 from app.config import PipelineSettings
 from app.errors import BrokerUnavailable, TaskTimeout

@@ -19,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
-from app.broker.backend import Backend, Delivery, backend_for, shown_url
+from app.broker.backend import Backend, Delivery, shown_url
+from app.broker.brokers import backend_for
 from app.broker.envelope import DEAD_REASON, DELIVERIES, REPLY_TO, Reply, Task
 from app.config import PipelineSettings, load_settings
 from app.errors import GatewayError, TaskDeadLettered, TaskFailed

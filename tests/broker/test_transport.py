@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.broker import TaskClient
-from app.broker.backend import backend_for
+from app.broker.brokers import backend_for
 from app.broker.envelope import DEAD_REASON, DELIVERIES, Reply, Task
 from app.config import PipelineSettings, load_settings
 from app.errors import (
