@@ -104,17 +104,17 @@ class Engine:
         self._dropped_logged: set[str] = set()
         self.pipelines: PipelineTurns | None = None
 
+    def _answering(self, model: str | None) -> str | None:
+        """For a pipeline's model, the model its answer comes from; None for any other."""
+        return None if self.pipelines is None else self.pipelines.answering_model(model)
+
     def is_pipeline(self, model: str | None) -> bool:
-        pipelines = self.pipelines
-        return pipelines is not None and pipelines.answering_model(model) is not None
+        return self._answering(model) is not None
 
     async def resolve(self, model: str | None) -> Route:
         """`model`'s route; a pipeline's answering model's for a pipeline."""
-        if self.pipelines is not None:
-            answering = self.pipelines.answering_model(model)
-            if answering is not None:
-                return await self.router.resolve(answering)
-        return await self.router.resolve(model)
+        answering = self._answering(model)
+        return await self.router.resolve(model if answering is None else answering)
 
     def limited(self, tools: Collection[str], *, persona: bool = True) -> Engine:
         """This engine, offering only the gateway's tools named in `tools` that are enabled,
@@ -160,7 +160,9 @@ class Engine:
             told.question = _last_user_message(body["messages"])
         if kind := task or task_kind(body["messages"]):
             return await self._task(body, kind, needs)
-        route = route or await self.resolve(body.get("model"))
+        model = body.get("model")
+        answering = self._answering(model)  # once: it decides the route and the branch below
+        route = route or await self.router.resolve(model if answering is None else answering)
         messages: list[dict[str, Any]] = body["messages"]
         question = last_user_text(messages) if asker else ""
         if (
@@ -171,10 +173,11 @@ class Engine:
             counter = counter_for(route.id)
             placed = render(grounding, counter, self.grounder.room(messages, counter))
             messages = placed_messages(messages, placed)
-        if self.pipelines is not None and self.is_pipeline(body.get("model")):
+        pipelines = self.pipelines
+        if pipelines is not None and answering is not None:
             grounded = {**body, "messages": messages}
             shown = None if asker is None else placed or NOTHING
-            turn = await self.pipelines.open(grounded, needs, route, shown)
+            turn = await pipelines.open(grounded, needs, route, shown)
         else:
             upstream = {**body, "messages": self.persona.apply(messages)}
             for field in GATEWAY_FIELDS:  # the gateway's own: upstreams refuse unknown fields

@@ -10,7 +10,7 @@ from typing import Any
 
 from app.chat.events import AgentStep, Event, Finish, Text
 from app.pipelines.agent import Agent
-from app.pipelines.run import Run
+from app.pipelines.run import OneAnswerer, Run
 
 NOTHING_FOUND = "I found nothing in your documents that answers this."
 PROMPT = """Answer the user's question only from the passages of their documents given in this
@@ -19,19 +19,12 @@ do not answer the question, say that the documents do not answer it; never answe
 knowledge."""
 
 
-class RagQaPipeline:
+class RagQaPipeline(OneAnswerer):
     id = "rag-qa"
     description = "Answers only from your documents, citing the passages; says so when none does."
 
     def __init__(self, model: str) -> None:
         self._answer = Agent("answer", PROMPT, model, max_tokens=1024)
-
-    @property
-    def answering_model(self) -> str:
-        return self._answer.model
-
-    def models(self) -> list[str]:
-        return [self._answer.model]
 
     def steps(self) -> list[dict[str, Any]]:
         return [

@@ -14,7 +14,7 @@ import orjson
 from app.chat.events import AgentStep, Event, Sources, ToolFinished, ToolStarted
 from app.ids import new_id
 from app.pipelines.agent import Agent, Emit
-from app.pipelines.run import Run, at_once
+from app.pipelines.run import OneAnswerer, Run, at_once
 from app.tools.registry import ToolOutcome, ToolRegistry
 
 NEEDS = ("web_search", "fetch_url")
@@ -28,20 +28,13 @@ Pages:
 """
 
 
-class ResearchPipeline:
+class ResearchPipeline(OneAnswerer):
     id = "research"
     description = "Searches the web, reads the top pages at once, and answers citing them."
 
     def __init__(self, registry: ToolRegistry, model: str) -> None:
         self._registry = registry
         self._answer = Agent("answer", ANSWER_PROMPT, model, max_tokens=1024)
-
-    @property
-    def answering_model(self) -> str:
-        return self._answer.model
-
-    def models(self) -> list[str]:
-        return [self._answer.model]
 
     def steps(self) -> list[dict[str, Any]]:
         return [

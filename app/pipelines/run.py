@@ -152,6 +152,20 @@ class Pipeline(Protocol):
         ...
 
 
+class OneAnswerer:
+    """The part of a pipeline whose one agent (`_answer`) writes the answer: its model is the
+    pipeline's answering model and the only one it asks."""
+
+    _answer: Agent
+
+    @property
+    def answering_model(self) -> str:
+        return self._answer.model
+
+    def models(self) -> list[str]:
+        return [self._answer.model]
+
+
 async def at_once(
     jobs: Sequence[Callable[[Emit], Awaitable[_T]]], results: list[_T]
 ) -> AsyncIterator[Event]:

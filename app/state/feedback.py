@@ -35,16 +35,15 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.errors import StateUnavailable
+from app.state.redis import reachable
 
 log = logging.getLogger(__name__)
 
@@ -251,18 +250,6 @@ def _answer_key(answer_id: str) -> str:
     return "feedback:answer:" + _tail(answer_id)
 
 
-@contextmanager
-def _reachable() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise StateUnavailable(
-            f"the feedback store (Redis) is unavailable: {detail}; try again shortly",
-            retry_after=1,
-        ) from exc
-
-
 @dataclass(frozen=True, slots=True)
 class Page:
     data: list[Feedback]
@@ -318,13 +305,13 @@ class FeedbackStore:
             )
             for _, a in answers
         ]
-        with _reachable():
+        with reachable("feedback store"):
             now = round(time.time() * 1000)
             await self._remember(keys=keys, args=[self._ttl_ms, now, *values])
 
     async def answer(self, answer_id: str) -> Answer | None:
         """The answer `answer_id` (an id any wire gave it), unless it is unknown or expired."""
-        with _reachable():
+        with reachable("feedback store"):
             raw = await self._redis.get(_answer_key(answer_id))
         if raw is None:
             return None
@@ -361,7 +348,7 @@ class FeedbackStore:
         ]
         at = repr(feedback.created_at)
         args = [value, fid, at, feedback.rating, answer.model, answer.pipeline or ""]
-        with _reachable():
+        with reachable("feedback store"):
             return int(await self._rate(keys=keys, args=args))
 
     async def forget(self, owner: str) -> Forgotten:
@@ -369,7 +356,7 @@ class FeedbackStore:
         totals, and the owner's answers' records (those written before the owners' sets of
         answers existed are left to expire)."""
         keys = [_USER + owner, _ANSWERS + owner, _INDEX, _TOTALS_MODEL, _TOTALS_PIPELINE]
-        with _reachable():
+        with reachable("feedback store"):
             await self._index_owners_once()
             gone = cast("list[bytes | int]", await self._forget(keys=keys, args=[owner]))
         fields = [cast("bytes", field).decode() for field in gone[:-1]]
@@ -381,7 +368,7 @@ class FeedbackStore:
 
     async def count(self, owner: str) -> int:
         """How many ratings of `owner` their set holds (every one, once `forget` has run)."""
-        with _reachable():
+        with reachable("feedback store"):
             return int(await self._redis.scard(_USER + owner))
 
     async def _index_owners_once(self) -> None:
@@ -422,7 +409,7 @@ class FeedbackStore:
             index = _pipeline_index(pipeline)
         else:
             index = _INDEX
-        with _reachable():
+        with reachable("feedback store"):
             start = 0
             if after is not None:
                 rank = cast("int | None", await self._redis.zrevrank(index, after))
@@ -453,7 +440,7 @@ class FeedbackStore:
 
     async def totals(self) -> dict[str, dict[str, Tally]]:
         """The ratings as they stand, per model (`models`) and per pipeline (`pipelines`)."""
-        with _reachable():
+        with reachable("feedback store"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(_TOTALS_MODEL)
                 pipe.hgetall(_TOTALS_PIPELINE)

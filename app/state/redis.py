@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import StateSettings
+from app.errors import StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +278,15 @@ async def probe(redis: aioredis.Redis) -> dict[str, Any]:
         status, detail = "up", "PONG"
     latency = round((time.perf_counter() - started) * 1000, 3)
     return {"status": status, "detail": detail, "latency_ms": latency}
+
+
+@contextlib.contextmanager
+def reachable(store: str) -> Iterator[None]:
+    """Redis's and the connection's errors inside as `StateUnavailable` (503) naming `store`."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise StateUnavailable(
+            f"the {store} (Redis) is unavailable: {detail}; try again shortly", retry_after=1
+        ) from exc

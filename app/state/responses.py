@@ -11,16 +11,13 @@ Any Redis failure raises `StateUnavailable` (503).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from app.errors import StateUnavailable
+from app.state.redis import reachable
 
 Item = dict[str, Any]
 
@@ -42,25 +39,13 @@ def _key(response_id: str, owner: str) -> str:
     return f"response:{response_id}:{owner}"
 
 
-@contextmanager
-def _reachable() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise StateUnavailable(
-            f"the response store (Redis) is unavailable: {detail}; try again shortly",
-            retry_after=1,
-        ) from exc
-
-
 class ResponseStore:
     def __init__(self, redis: aioredis.Redis, *, ttl: float) -> None:
         self._redis = redis
         self._ttl_ms = max(1, round(ttl * 1000))
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
-        with _reachable():
+        with reachable("response store"):
             raw = await self._redis.get(_key(response_id, owner))
         if raw is None:
             return None
@@ -69,10 +54,10 @@ class ResponseStore:
 
     async def put(self, owner: str, stored: StoredResponse) -> None:
         value = orjson.dumps({"response": stored.response, "input": stored.input})
-        with _reachable():
+        with reachable("response store"):
             await self._redis.set(_key(stored.response["id"], owner), value, px=self._ttl_ms)
 
     async def delete(self, owner: str, response_id: str) -> bool:
         """Whether there was such a response."""
-        with _reachable():
+        with reachable("response store"):
             return bool(await self._redis.delete(_key(response_id, owner)))
