@@ -190,7 +190,8 @@ def test_without_a_worker_the_turn_ends_at_its_deadline(
     resp = httpx.post(f"{url}/pipelines/agents/execute", json={"input": "x"}, timeout=30)
     assert resp.status_code == 504
     assert resp.json()["error"]["code"] == "task_timeout"
-    assert 1.5 < time.monotonic() - started < 5
+    # well short of the client's 30 s: the slack is for a loaded 2-core machine
+    assert 1.5 < time.monotonic() - started < 12
     assert upstream.requests == []  # no step ran in the gateway
 
 
