@@ -1,18 +1,23 @@
 """Which intent a user's message has, in stages:
 
-1. pattern: the first intent (in the file's order) one of whose patterns the message matches;
-2. embedding (with an embedder): each intent's score is the mean cosine similarity of its
-   nearest examples; the best intent is decided when it reaches the `match` threshold and leads
-   every other by `margin`. Below `floor` the message names no intent;
+1. pattern: the intent whose patterns the message matches, when one intent's do, or an urgent
+   one's among several (several others: on to the next stage);
+2. embedding (with an embedder): each intent's score is the mean of two probabilities over the
+   intents with examples: a logistic-regression head trained on the examples' vectors, and the
+   nearest examples' vote (a softmax of each intent's mean similarity to its `neighbours`
+   nearest examples). The best intent is decided when its score reaches `match` and leads every
+   other by `margin`. When no intent's nearest examples reach the `floor` similarity, the
+   message names no intent;
 3. model (with a classifier model): asked for what stays ambiguous between those thresholds;
+   what it does not decide goes to the best intent by embedding when that reaches `match`;
 4. fallback: the configured fallback intent.
 
 The conversation's current intent is kept (stage `kept`) for a message that names no intent
 ("and the second one?"), that is ambiguous between it and others, whose best intent is another
-but below the `switch` threshold, or that the model answers with the fallback or nothing it
-knows. The examples are embedded once, at first use, in one
-batch. Scores and the model's answer are kept in the intent cache per message, so that a message
-seen again is neither embedded nor asked about again.
+but below the `switch` score, or that the model answers with the fallback or nothing it knows.
+The examples are embedded and the head trained once, at first use. Scores and the model's
+answer are kept in the intent cache per message, so that a message seen again is neither
+embedded nor asked about again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
 
 from app.errors import GatewayError
 from app.knowledge.embedder import Embedder, Vectors
@@ -42,6 +48,12 @@ Stage = Literal["pattern", "embedding", "model", "fallback", "kept"]
 
 SHOTS = 2
 """Examples of each intent shown to the model, as earlier exchanges of the conversation."""
+TEMPERATURE = 0.05
+"""How sharply the nearest examples vote: a softmax of the similarities over this."""
+REGULARISATION = 4.0
+"""The head's inverse regularisation strength (LogisticRegression's C)."""
+METHOD = "head+nearest"
+"""Names the scoring in the cache's scope: verdicts scored another way are not reused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +61,11 @@ class Classification:
     intent: str
     stage: Stage
     score: float
-    """1.0 for a pattern; else the best intent's embedding score (0.0 without an embedder)."""
+    """1.0 for a pattern; else the best intent's embedding score, a probability (0.0 without
+    an embedder)."""
+    similarity: float
+    """The best similarity of an intent's nearest examples (0.0 for a pattern or without an
+    embedder)."""
     seconds: float
     cached: bool = False
     """The scores and the model's answer came from the cache; nothing was embedded or asked."""
@@ -73,9 +89,9 @@ class Classifier:
         self._ask = ask
         self._cache = cache
         self._scope = "|".join(
-            (intents.digest, embedder.name if embedder else "", model if ask else "")
+            (METHOD, intents.digest, embedder.name if embedder else "", model if ask else "")
         )
-        self._examples: tuple[Vectors, list[npt.NDArray[np.intp]]] | None = None
+        self._examples: _Examples | None = None
         self._embedding = asyncio.Lock()
         self._prompt = prompt(intents)
 
@@ -83,24 +99,29 @@ class Classifier:
         """`text`'s intent; `current` is the conversation's (None: none yet, or one no longer
         configured)."""
         started = time.perf_counter()
-        stage, intent, score, cached = await self._classify(
+        stage, intent, score, similarity, cached = await self._classify(
             text, current if current in self.intents else None
         )
-        return Classification(intent, stage, score, time.perf_counter() - started, cached)
+        seconds = time.perf_counter() - started
+        return Classification(intent, stage, score, similarity, seconds, cached)
 
-    async def _classify(self, text: str, current: str | None) -> tuple[Stage, str, float, bool]:
-        for intent in self.intents:
-            if any(pattern.search(text) for pattern in intent.patterns):
-                return "pattern", intent.name, 1.0, False
+    async def _classify(
+        self, text: str, current: str | None
+    ) -> tuple[Stage, str, float, float, bool]:
+        matched = [i for i in self.intents if any(p.search(text) for p in i.patterns)]
+        urgent = [intent for intent in matched if intent.urgent]
+        if urgent or len(matched) == 1:
+            return "pattern", (urgent or matched)[0].name, 1.0, 0.0, False
         unclear: tuple[Stage, str] = ("kept", current) if current else ("fallback", self.fallback)
         if not text.strip():
-            return *unclear, 0.0, False
+            return *unclear, 0.0, 0.0, False
         found = await self._cache.verdict(text, self._scope) if self._cache else None
         verdict = dict(found or {})
         if self._embedder is not None and "scores" not in verdict:
-            verdict["scores"] = await self._scores(self._embedder, text)
+            verdict["scores"], verdict["nearest"] = await self._scores(self._embedder, text)
         scores: dict[str, float] = verdict.get("scores") or {}
-        decided = self._by_scores(scores, current, unclear)
+        nearest: float = verdict.get("nearest", 0.0)
+        decided = self._by_scores(scores, nearest, current, unclear)
         if decided is None and self._ask is not None and "asked" not in verdict:
             try:
                 verdict["asked"] = await self._model(self._ask, text)
@@ -109,18 +130,26 @@ class Classifier:
         if self._cache is not None and verdict and verdict != found:
             await self._cache.keep_verdict(text, self._scope, verdict)
         if decided is None:
-            decided = self._by_model(verdict.get("asked"), current) or unclear
-        return *decided, max(scores.values(), default=0.0), verdict == found
+            decided = self._by_model(verdict.get("asked"), current) or self._likeliest(scores)
+        decided = decided or unclear
+        return *decided, max(scores.values(), default=0.0), nearest, verdict == found
 
     def _by_scores(
-        self, scores: dict[str, float], current: str | None, unclear: tuple[Stage, str]
+        self,
+        scores: dict[str, float],
+        nearest: float,
+        current: str | None,
+        unclear: tuple[Stage, str],
     ) -> tuple[Stage, str] | None:
-        """The embedding stage's decision: an intent, `unclear` (the message names none, is
-        ambiguous between the current intent and others, or is not clear enough to leave the
-        current intent), or None (ambiguous: the model's)."""
+        """The embedding stage's decision from the intents' `scores` and the `nearest`
+        examples' similarity: an intent, `unclear` (the message names none, is ambiguous
+        between the current intent and others, or is not clear enough to leave the current
+        intent), or None (ambiguous: the model's)."""
         if not scores:
             return None
         limits = self.intents.thresholds
+        if nearest < limits.floor:
+            return unclear
         ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
         (name, best), runner_up = ranked[0], ranked[1][1] if len(ranked) > 1 else 0.0
         if current is not None and name != current and best < limits.switch:
@@ -128,9 +157,7 @@ class Classifier:
         if best >= limits.match and best - runner_up >= limits.margin:
             return "embedding", name
         contenders = {name for name, score in ranked if best - score < limits.margin}
-        if best < limits.floor or current in contenders:
-            return unclear
-        return None
+        return unclear if current in contenders else None
 
     def _by_model(self, answer: object, current: str | None) -> tuple[Stage, str] | None:
         """The model's answer, unless it is none, or the fallback while the conversation has
@@ -141,41 +168,66 @@ class Classifier:
             return None
         return "model", answer
 
+    def _likeliest(self, scores: dict[str, float]) -> tuple[Stage, str] | None:
+        """For an ambiguous message the model did not decide: the best intent by embedding,
+        if its score reaches `match`."""
+        if not scores:
+            return None
+        name, best = max(scores.items(), key=lambda item: item[1])
+        return ("embedding", name) if best >= self.intents.thresholds.match else None
+
     @property
     def fallback(self) -> str:
         return self.intents.fallback
 
-    async def _scores(self, embedder: Embedder, text: str) -> dict[str, float]:
-        """Each intent with examples: the mean similarity of its nearest examples to `text`."""
-        matrix, owned = await self._example_vectors(embedder)
-        similarities = matrix @ await embedder.query(text)
+    async def _scores(self, embedder: Embedder, text: str) -> tuple[dict[str, float], float]:
+        """Each intent with examples: its score for `text`; and the highest similarity of an
+        intent's nearest examples to it."""
+        examples = await self._trained(embedder)
+        vector = await embedder.query(text)
+        similarities = examples.vectors @ vector
         nearest = self.intents.thresholds.neighbours
-        scores = {}
-        for intent, rows in zip(self.intents, owned, strict=True):
-            if rows.size:
-                top = np.sort(similarities[rows])[-nearest:]
-                scores[intent.name] = round(float(top.mean()), 4)
-        return scores
+        means = np.array([np.sort(similarities[rows])[-nearest:].mean() for rows in examples.owned])
+        votes = np.exp((means - means.max()) / TEMPERATURE)
+        votes /= votes.sum()
+        if examples.head is not None:
+            votes = (votes + examples.head.predict_proba(vector[np.newaxis])[0]) / 2
+        scores = {name: round(float(p), 4) for name, p in zip(examples.names, votes, strict=True)}
+        return scores, round(float(means.max()), 4)
 
-    async def _example_vectors(
-        self, embedder: Embedder
-    ) -> tuple[Vectors, list[npt.NDArray[np.intp]]]:
-        """Every example's vector, and which rows are each intent's; embedded at first use."""
+    async def _trained(self, embedder: Embedder) -> _Examples:
+        """The examples' vectors and the head trained on them, at first use."""
         async with self._embedding:
             if self._examples is None:
-                texts = [example for intent in self.intents for example in intent.examples]
-                matrix = await embedder.documents(texts)
-                owned, start = [], 0
-                for intent in self.intents:
-                    owned.append(np.arange(start, start + len(intent.examples), dtype=np.intp))
-                    start += len(intent.examples)
-                self._examples = matrix, owned
+                taught = [intent for intent in self.intents if intent.examples]
+                vectors = await embedder.documents([e for i in taught for e in i.examples])
+                labels = np.repeat(np.arange(len(taught)), [len(i.examples) for i in taught])
+                owned = [np.flatnonzero(labels == number) for number in range(len(taught))]
+                head = None
+                if len(taught) > 1:
+                    head = await asyncio.to_thread(_train, vectors, labels)
+                self._examples = _Examples([i.name for i in taught], vectors, owned, head)
             return self._examples
 
     async def _model(self, ask: Ask, text: str) -> str | None:
         """The intent the model names for `text`, or None."""
         reply = await ask([*self._prompt, {"role": "user", "content": text}])
         return parse_intent(reply, self.intents.names)
+
+
+@dataclass(frozen=True, slots=True)
+class _Examples:
+    names: list[str]
+    """The intents with examples, in the file's order: the head's classes are their indices."""
+    vectors: Vectors
+    owned: list[npt.NDArray[np.intp]]
+    """Which rows of `vectors` are each intent's."""
+    head: LogisticRegression | None
+    """None when only one intent has examples."""
+
+
+def _train(vectors: Vectors, labels: npt.NDArray[np.intp]) -> LogisticRegression:
+    return LogisticRegression(C=REGULARISATION, max_iter=1000).fit(vectors, labels)
 
 
 def prompt(intents: IntentSet) -> list[dict[str, str]]:

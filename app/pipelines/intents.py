@@ -49,15 +49,16 @@ class Intent:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """The embedding stage's: an intent's score is the mean cosine similarity of its
-    `neighbours` nearest examples; the best intent is decided when its score reaches `match`
-    and leads every other by `margin`; below `floor` the message names no intent. A
-    conversation leaves its current intent only for one whose score reaches `switch`."""
+    """The embedding stage's: an intent's score is a probability (the classifier's module says
+    how it is made); the best intent is decided when its score reaches `match` and leads every
+    other by `margin`. An intent's similarity is the mean cosine similarity of its `neighbours`
+    nearest examples; when none reaches `floor`, the message names no intent. A conversation
+    leaves its current intent only for one whose score reaches `switch`."""
 
     match: float = 0.3
-    margin: float = 0.01
+    margin: float = 0.02
     floor: float = 0.26
-    switch: float = 0.4
+    switch: float = 0.55
     neighbours: int = 3
 
 
