@@ -15,9 +15,9 @@
 The conversation's current intent is kept (stage `kept`) for a message that names no intent
 ("and the second one?"), that is ambiguous between it and others, whose best intent is another
 but below the `switch` score, or that the model answers with the fallback or nothing it knows.
-The examples are embedded and the head trained once, at first use. Scores and the model's
-answer are kept in the intent cache per message, so that a message seen again is neither
-embedded nor asked about again.
+The examples are embedded (or their vectors read from the intent cache) and the head trained
+once, at first use. Scores and the model's answer are kept in the intent cache per message, so
+that a message seen again is neither embedded nor asked about again.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class Classifier:
         async with self._embedding:
             if self._examples is None:
                 taught = [intent for intent in self.intents if intent.examples]
-                vectors = await embedder.documents([e for i in taught for e in i.examples])
+                vectors = await self._vectors(embedder, [e for i in taught for e in i.examples])
                 labels = np.repeat(np.arange(len(taught)), [len(i.examples) for i in taught])
                 owned = [np.flatnonzero(labels == number) for number in range(len(taught))]
                 head = None
@@ -208,6 +208,18 @@ class Classifier:
                     head = await asyncio.to_thread(_train, vectors, labels)
                 self._examples = _Examples([i.name for i in taught], vectors, owned, head)
             return self._examples
+
+    async def _vectors(self, embedder: Embedder, texts: list[str]) -> Vectors:
+        """The vectors of `texts`, the examples: those kept in the intent cache for these
+        intents and this embedder, else embedded and kept."""
+        scope = f"{METHOD}|{self.intents.digest}|{embedder.name}"
+        kept = await self._cache.vectors(scope) if self._cache else None
+        if kept is not None and len(kept) == len(texts) * embedder.dimension * 4:
+            return np.frombuffer(kept, dtype=np.float32).reshape(len(texts), embedder.dimension)
+        vectors = await embedder.documents(texts)
+        if self._cache is not None:
+            await self._cache.keep_vectors(scope, vectors.astype(np.float32).tobytes())
+        return vectors
 
     async def _model(self, ask: Ask, text: str) -> str | None:
         """The intent the model names for `text`, or None."""

@@ -183,8 +183,9 @@ class ToolCache:
 
 class IntentCache:
     """The tool a model chose for a message (`{"name", "arguments"}`, or None when it chose
-    none), per message, model and enabled tools; and the intent classifier's verdict on a
-    message (a JSON object), per message and scope."""
+    none), per message, model and enabled tools; the intent classifier's verdict on a message
+    (a JSON object), per message and scope; and the classifier's example vectors, so that a
+    restarted gateway need not embed them again."""
 
     def __init__(self, space: _Namespace, ttl: float) -> None:
         self.space = space
@@ -225,6 +226,20 @@ class IntentCache:
         if self.ttl <= 0:
             return
         await self.space.put(self._verdict_key(text, scope), orjson.dumps(verdict), self.ttl)
+
+    def _vectors_key(self, scope: str) -> str:
+        return self.space.prefix + _digest({"vectors": scope})
+
+    async def vectors(self, scope: str) -> bytes | None:
+        """The classifier's example vectors kept for `scope` (its intents and embedder)."""
+        if self.ttl <= 0:
+            return None
+        return await self.space.get(self._vectors_key(scope))
+
+    async def keep_vectors(self, scope: str, vectors: bytes) -> None:
+        if self.ttl <= 0:
+            return
+        await self.space.put(self._vectors_key(scope), vectors, self.ttl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,18 @@ def small(tmp_path: Path, **thresholds: float) -> IntentSet:
     return load_intents(path)
 
 
+def one_more(tmp_path: Path) -> IntentSet:
+    """The small set with one more example."""
+    path = tmp_path / "more.yaml"
+    path.write_text(
+        SMALL.replace(
+            "      - How long does a refund take?\n",
+            "      - How long does a refund take?\n      - Has my refund been sent yet?\n",
+        )
+    )
+    return load_intents(path)
+
+
 @pytest.fixture
 async def cache(redis_url: str) -> AsyncIterator[IntentCache]:
     redis = aioredis.Redis.from_url(redis_url)
@@ -319,8 +331,8 @@ async def test_a_repeated_message_is_neither_embedded_nor_asked_again(
     elsewhere = Classifier(intents, embedder=embedder, ask=Model("billing"), model="m", cache=cache)
     assert (await elsewhere.classify(MIXED)).intent == "refunds"
     assert (embedder.batches, len(embedder.queries)) == ([embedder.batches[0]], 1)
-    async with aioredis.Redis.from_url(redis_url) as redis:
-        assert len([key async for key in redis.scan_iter(match="cache:intent:*")]) == 1
+    async with aioredis.Redis.from_url(redis_url) as redis:  # the verdict and the examples
+        assert len([key async for key in redis.scan_iter(match="cache:intent:*")]) == 2
     other_model = Classifier(
         intents, embedder=embedder, ask=Model("billing"), model="n", cache=cache
     )
@@ -339,6 +351,22 @@ async def test_the_scores_are_kept_for_a_clear_message_too(
     assert again.score == first.score
     assert len(embedder.queries) == 1
     assert cache.space.lookups["hit"] == 1
+
+
+async def test_a_restarted_classifier_reads_the_examples_vectors_from_the_cache(
+    tmp_path: Path, small_file: Path, embedder: CountingEmbedder, cache: IntentCache
+) -> None:
+    intents = load_intents(small_file)
+    first = await Classifier(intents, embedder=embedder, cache=cache).classify(PAID)
+    assert embedder.batches == [sum(len(intent.examples) for intent in intents)]
+    restarted = await Classifier(intents, embedder=embedder, cache=cache).classify(MIXED)
+    assert embedder.batches == [sum(len(intent.examples) for intent in intents)]
+    assert (restarted.intent, restarted.stage) == ("delivery", "embedding")
+    alone = await Classifier(intents, embedder=embedder).classify(MIXED)
+    assert (restarted.score, restarted.similarity) == (alone.score, alone.similarity)
+    assert first.intent == "billing"
+    await Classifier(one_more(tmp_path), embedder=embedder, cache=cache).classify(MIXED)
+    assert embedder.batches[-1] == embedder.batches[0] + 1
 
 
 async def test_a_model_that_failed_is_asked_again(small_file: Path, cache: IntentCache) -> None:

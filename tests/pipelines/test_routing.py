@@ -30,6 +30,11 @@ def webhook() -> Iterator[tuple[str, Webhook]]:
         yield f"{url}/hook", receiver
 
 
+FIRST_USE = 180
+"""Seconds to wait for a gateway's first routed message: it embeds the shipped intents'
+examples, which takes 5-15 s on a loaded 2-core machine."""
+
+
 def ask(url: str, *said: str) -> httpx.Response:
     """The router asked about a conversation: `said` alternates user and assistant."""
     roles = ("user", "assistant")
@@ -37,12 +42,12 @@ def ask(url: str, *said: str) -> httpx.Response:
     return httpx.post(
         f"{url}/v1/chat/completions",
         json={"model": "pipeline/router", "messages": messages},
-        timeout=60,
+        timeout=FIRST_USE,
     )
 
 
 def executed(url: str, text: str) -> dict[str, object]:
-    resp = httpx.post(f"{url}/pipelines/router/execute", json={"input": text}, timeout=60)
+    resp = httpx.post(f"{url}/pipelines/router/execute", json={"input": text}, timeout=FIRST_USE)
     assert resp.status_code == 200, resp.text
     result: dict[str, object] = resp.json()
     return result
