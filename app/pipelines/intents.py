@@ -58,7 +58,7 @@ class Thresholds:
     match: float = 0.3
     margin: float = 0.02
     floor: float = 0.26
-    switch: float = 0.65
+    switch: float = 0.75
     neighbours: int = 3
 
 
