@@ -573,6 +573,10 @@ def test_circuit_breaker_opens_and_lets_a_probe_through(
 # --- request ids -------------------------------------------------------------------------------
 
 
+def traced(caplog: pytest.LogCaptureFixture, request_id: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "request_id", "-") == request_id]
+
+
 def test_request_id_is_echoed_or_generated_and_logged(
     gateway: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -583,9 +587,11 @@ def test_request_id_is_echoed_or_generated_and_logged(
         headers={"X-Request-ID": "trace-abc-123"},
     )
     assert resp.headers["x-request-id"] == "trace-abc-123"
-    lines = [r for r in caplog.records if getattr(r, "request_id", "-") == "trace-abc-123"]
-    assert any(r.name == "app.access" for r in lines)
-    assert any("error-500" in r.getMessage() for r in lines)
+    deadline = time.monotonic() + 10  # the access line is written once the response is sent
+    while not any(r.name == "app.access" for r in traced(caplog, "trace-abc-123")):
+        assert time.monotonic() < deadline, "no access line for the request"
+        time.sleep(0.02)
+    assert any("error-500" in r.getMessage() for r in traced(caplog, "trace-abc-123"))
     generated = httpx.get(f"{gateway}/v1/models").headers["x-request-id"]
     assert len(generated) == 32
 
