@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -31,7 +31,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.errors import StateUnavailable
+from app.state.redis import reachable
 
 log = logging.getLogger(__name__)
 
@@ -138,18 +138,6 @@ def _user_key(user_id: str) -> str:
     return f"user-sessions:{user_id}"
 
 
-@contextmanager
-def _reachable() -> Iterator[None]:
-    try:
-        yield
-    except RedisError as exc:
-        detail = str(exc) or type(exc).__name__
-        raise StateUnavailable(
-            f"the session store (Redis) is unavailable: {detail}; try again shortly",
-            retry_after=1,
-        ) from exc
-
-
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -182,14 +170,14 @@ class SessionStore:
         self._at = redis.register_script(_AT)
 
     async def get(self, session_id: str) -> Session | None:
-        with _reachable():
+        with reachable("session store"):
             fields = await self._redis.hgetall(_key(session_id))
         return _session(fields) if fields else None
 
     async def load(self, session_id: str) -> tuple[Session | None, list[Message]]:
         """The session (None if it does not exist) and its messages the summary does not cover,
         oldest first, read in one step."""
-        with _reachable():
+        with reachable("session store"):
             found = await self._load(keys=[_key(session_id), _key(session_id, "messages")])
         if not found:
             return None, []
@@ -221,7 +209,7 @@ class SessionStore:
             *totals,
             *(orjson.dumps(m) for m in record.messages),
         ]
-        with _reachable():
+        with reachable("session store"):
             count = int(await self._append(keys=keys, args=args))
         return None if count < 0 else count
 
@@ -229,33 +217,33 @@ class SessionStore:
         """Store the summary that now covers the first `now` messages, if the session still
         exists and its summary still covers `was` (else another fold got there first)."""
         keys = [_key(session_id), _key(session_id, "messages"), TOTALS_KEY]
-        with _reachable():
+        with reachable("session store"):
             done = await self._summary(keys=keys, args=[summary, was, now, self._max_messages])
         return bool(done)
 
     async def messages(self, session_id: str, limit: int) -> list[Message]:
         """The last `limit` messages kept verbatim, oldest first."""
-        with _reachable():
+        with reachable("session store"):
             raw = await self._redis.lrange(_key(session_id, "messages"), -limit, -1)
         return [orjson.loads(item) for item in raw]
 
     async def message_at(self, session_id: str, position: int) -> Message | None:
         """The message at `position` in the whole session (from 0: the first user message),
         unless the session has none there or no longer keeps it (MAX_SESSION_MESSAGES)."""
-        with _reachable():
+        with reachable("session store"):
             keys = [_key(session_id), _key(session_id, "messages")]
             raw = await self._at(keys=keys, args=[position])
         return None if raw is None else cast("Message", orjson.loads(raw))
 
     async def metrics(self, session_id: str) -> list[dict[str, Any]]:
-        with _reachable():
+        with reachable("session store"):
             raw = await self._redis.lrange(_key(session_id, "metrics"), 0, -1)
         return [orjson.loads(item) for item in raw]
 
     async def for_user(self, user_id: str, limit: int) -> list[Session]:
         """The user's sessions, the most recently updated first."""
         index = _user_key(user_id)
-        with _reachable():
+        with reachable("session store"):
             newest = await self._redis.zrange(index, 0, limit - 1, desc=True)
             ids = [i.decode() for i in cast("list[bytes]", newest)]
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -268,7 +256,7 @@ class SessionStore:
         return [_session(fields) for fields in found if fields]
 
     async def delete(self, session: Session) -> None:
-        with _reachable():
+        with reachable("session store"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(*(_key(session.id, part) for part in ("", "messages", "metrics")))
                 pipe.zrem(_user_key(session.user_id), session.id)
@@ -277,7 +265,7 @@ class SessionStore:
     async def forget_user(self, user_id: str) -> int:
         """Delete every session of `user_id`; how many there were."""
         index = _user_key(user_id)
-        with _reachable():
+        with reachable("session store"):
             raw = await self._redis.zrange(index, 0, -1)
             ids = [i.decode() for i in cast("list[bytes]", raw)]
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -289,11 +277,11 @@ class SessionStore:
 
     async def count_user(self, user_id: str) -> int:
         """How many sessions of `user_id` Redis holds."""
-        with _reachable():
+        with reachable("session store"):
             return int(await self._redis.zcard(_user_key(user_id)))
 
     async def totals(self) -> dict[str, int]:
-        with _reachable():
+        with reachable("session store"):
             raw = await self._redis.hgetall(TOTALS_KEY)
         return {_str(k): int(v) for k, v in raw.items()}
 
@@ -304,7 +292,7 @@ class SessionStore:
         lock = self._redis.lock(
             _key(session_id, "folding"), timeout=expires, blocking=False, thread_local=False
         )
-        with _reachable():
+        with reachable("session store"):
             taken = await lock.acquire()
         try:
             yield taken
