@@ -182,6 +182,19 @@ class Answer:
     def of(cls, model: str, tools: list[str] | tuple[str, ...], owner: str) -> Answer:
         return cls(model, pipeline_of(model), tuple(tools), owner)
 
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> Answer:
+        """From `fields`, as stored alone or within a rating."""
+        return cls(data["model"], data["pipeline"], tuple(data["tools"]), data["owner"])
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "pipeline": self.pipeline,
+            "tools": self.tools,
+            "owner": self.owner,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
@@ -225,10 +238,9 @@ class Feedback:
 
 def _feedback(raw: bytes | str) -> Feedback:
     data = orjson.loads(raw)
-    answer = Answer(data["model"], data["pipeline"], tuple(data["tools"]), data["owner"])
     return Feedback(
         owner=data["owner"],
-        answer=answer,
+        answer=Answer.read(data),
         rating=data["rating"],
         comment=data["comment"],
         created_at=data["created_at"],
@@ -299,12 +311,7 @@ class FeedbackStore:
         FEEDBACK_TTL seconds."""
         keys = [_answer_key(answer_id) for answer_id, _ in answers]
         keys += [_ANSWERS + a.owner for _, a in answers]
-        values = [
-            orjson.dumps(
-                {"model": a.model, "pipeline": a.pipeline, "tools": a.tools, "owner": a.owner}
-            )
-            for _, a in answers
-        ]
+        values = [orjson.dumps(a.fields()) for _, a in answers]
         with reachable("feedback store"):
             now = round(time.time() * 1000)
             await self._remember(keys=keys, args=[self._ttl_ms, now, *values])
@@ -313,10 +320,7 @@ class FeedbackStore:
         """The answer `answer_id` (an id any wire gave it), unless it is unknown or expired."""
         with reachable("feedback store"):
             raw = await self._redis.get(_answer_key(answer_id))
-        if raw is None:
-            return None
-        data = orjson.loads(raw)
-        return Answer(data["model"], data["pipeline"], tuple(data["tools"]), data["owner"])
+        return None if raw is None else Answer.read(orjson.loads(raw))
 
     async def rate(self, feedback: Feedback) -> int:
         """Store `feedback`, replacing its owner's earlier rating of the same answer; the rating
@@ -324,10 +328,8 @@ class FeedbackStore:
         answer = feedback.answer
         value = orjson.dumps(
             {
+                **answer.fields(),
                 "owner": feedback.owner,
-                "model": answer.model,
-                "pipeline": answer.pipeline,
-                "tools": answer.tools,
                 "rating": feedback.rating,
                 "comment": feedback.comment,
                 "message_id": feedback.message_id,
