@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.ops.tracing import TurnSpan  # imported only when tracing is on
 
 CacheStatus = Literal["hit", "miss", "bypass"]
+_ID_PREFIX = "chatcmpl-"
 _ANSWER = frozenset({Reasoning, Refusal, ToolCallDelta})
 """Besides `Text`, the kinds whose first event is the answer's first token."""
 
@@ -81,7 +82,7 @@ class Turn:
 
     model: str
     source: AsyncIterator[Event]
-    id: str = field(default_factory=lambda: new_id("chatcmpl-"))
+    id: str = field(default_factory=lambda: new_id(_ID_PREFIX))
     created: int = field(default_factory=lambda: int(time.time()))
     usage: Usage | None = None
     lists_tools: bool = False
@@ -92,6 +93,10 @@ class Turn:
     tools_run: list[str] = field(default_factory=list)
     meter: Meter | None = None
     ended: Callable[[Turn], None] | None = None
+
+    def id_as(self, prefix: str) -> str:
+        """The turn's id as another wire gives it: `prefix` (`msg_`, `resp_`) for `chatcmpl-`."""
+        return prefix + self.id.removeprefix(_ID_PREFIX)
 
     async def events(self) -> AsyncGenerator[Event, None]:
         meter = self.meter

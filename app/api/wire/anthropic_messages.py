@@ -190,7 +190,7 @@ class _Blocks:
 
 def _head(turn: Turn) -> Json:
     return {
-        "id": "msg_" + turn.id.removeprefix("chatcmpl-"),
+        "id": turn.id_as("msg_"),
         "type": "message",
         "role": "assistant",
         "model": turn.model,

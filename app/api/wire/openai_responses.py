@@ -55,7 +55,7 @@ class Head:
 
 async def response(turn: Turn, head: Head) -> dict[str, Any]:
     """The whole turn as one `response` object."""
-    response_id = "resp_" + turn.id.removeprefix("chatcmpl-")
+    response_id = turn.id_as("resp_")
     output = _Output(head.ids, head.base_url)
     async for event in turn.events():
         output.feed(event)
@@ -67,7 +67,7 @@ async def response(turn: Turn, head: Head) -> dict[str, Any]:
 async def stream(turn: Turn, head: Head, keep: Keep | None = None) -> AsyncIterator[bytes]:
     """The turn as Responses server-sent events; `keep` is given the final response before the
     last event goes out (so that the response can be continued as soon as it is seen)."""
-    response_id = "resp_" + turn.id.removeprefix("chatcmpl-")
+    response_id = turn.id_as("resp_")
     numbers = itertools.count()
 
     def frame(data: dict[str, Any]) -> bytes:
