@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "intents.jsonl"
 RESULTS = HERE / "results"
 STAGES = ("pattern", "embedding", "model", "kept", "fallback")
-SPLITS = ("fresh-8", "fresh-9", "all")
+SPLITS = ("fresh-10", "fresh-11", "all")
 MODEL_MAX_TOKENS = 8
 FOLLOW_UPS = (
     "and the second one?", "what about the other one", "ok and then?", "yes", "no", "why?",

@@ -3,11 +3,12 @@
 1. pattern: the intent whose patterns the message matches, when one intent's do, or an urgent
    one's among several (several others: on to the next stage);
 2. embedding (with an embedder): each intent's score is the mean of two probabilities over the
-   intents with examples: a logistic-regression head trained on the examples' vectors, and the
-   nearest examples' vote (a softmax of each intent's mean similarity to its `neighbours`
-   nearest examples). The best intent is decided when its score reaches `match` and leads every
-   other by `margin`. When no intent's nearest examples reach the `floor` similarity, the
-   message names no intent;
+   intents with examples: a logistic-regression head trained on the examples' vectors beside
+   their words (tf-idf of words, word pairs and character n-grams, which catch the names and
+   phrasings an embedding blurs), and the nearest examples' vote (a softmax of each intent's
+   mean similarity to its `neighbours` nearest examples). The best intent is decided when its
+   score reaches `match` and leads every other by `margin`. When no intent's nearest examples
+   reach the `floor` similarity, the message names no intent;
 3. model (with a classifier model): asked for what stays ambiguous between those thresholds;
    what it does not decide goes to the best intent by embedding when that reaches `match`;
 4. fallback: the configured fallback intent.
@@ -33,6 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import csr_matrix, hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from app.errors import GatewayError
@@ -52,7 +55,7 @@ TEMPERATURE = 0.05
 """How sharply the nearest examples vote: a softmax of the similarities over this."""
 REGULARISATION = 4.0
 """The head's inverse regularisation strength (LogisticRegression's C)."""
-METHOD = "head+nearest"
+METHOD = "words+vectors head, nearest"
 """Names the scoring in the cache's scope: verdicts scored another way are not reused."""
 
 
@@ -191,7 +194,7 @@ class Classifier:
         votes = np.exp((means - means.max()) / TEMPERATURE)
         votes /= votes.sum()
         if examples.head is not None:
-            votes = (votes + examples.head.predict_proba(vector[np.newaxis])[0]) / 2
+            votes = (votes + examples.head.probabilities(text, vector)) / 2
         scores = {name: round(float(p), 4) for name, p in zip(examples.names, votes, strict=True)}
         return scores, round(float(means.max()), 4)
 
@@ -200,19 +203,20 @@ class Classifier:
         async with self._embedding:
             if self._examples is None:
                 taught = [intent for intent in self.intents if intent.examples]
-                vectors = await self._vectors(embedder, [e for i in taught for e in i.examples])
+                texts = [example for intent in taught for example in intent.examples]
+                vectors = await self._vectors(embedder, texts)
                 labels = np.repeat(np.arange(len(taught)), [len(i.examples) for i in taught])
                 owned = [np.flatnonzero(labels == number) for number in range(len(taught))]
                 head = None
                 if len(taught) > 1:
-                    head = await asyncio.to_thread(_train, vectors, labels)
+                    head = await asyncio.to_thread(_Head.train, texts, vectors, labels)
                 self._examples = _Examples([i.name for i in taught], vectors, owned, head)
             return self._examples
 
     async def _vectors(self, embedder: Embedder, texts: list[str]) -> Vectors:
         """The vectors of `texts`, the examples: those kept in the intent cache for these
         intents and this embedder, else embedded and kept."""
-        scope = f"{METHOD}|{self.intents.digest}|{embedder.name}"
+        scope = f"{self.intents.digest}|{embedder.name}"
         kept = await self._cache.vectors(scope) if self._cache else None
         if kept is not None and len(kept) == len(texts) * embedder.dimension * 4:
             return np.frombuffer(kept, dtype=np.float32).reshape(len(texts), embedder.dimension)
@@ -234,12 +238,39 @@ class _Examples:
     vectors: Vectors
     owned: list[npt.NDArray[np.intp]]
     """Which rows of `vectors` are each intent's."""
-    head: LogisticRegression | None
+    head: _Head | None
     """None when only one intent has examples."""
 
 
-def _train(vectors: Vectors, labels: npt.NDArray[np.intp]) -> LogisticRegression:
-    return LogisticRegression(C=REGULARISATION, max_iter=1000).fit(vectors, labels)
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A logistic regression over a message's vector and its words."""
+
+    words: TfidfVectorizer
+    characters: TfidfVectorizer
+    model: LogisticRegression
+
+    @classmethod
+    def train(cls, texts: list[str], vectors: Vectors, labels: npt.NDArray[np.intp]) -> _Head:
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+        features = hstack(
+            [csr_matrix(vectors), words.fit_transform(texts), characters.fit_transform(texts)]
+        )
+        model = LogisticRegression(C=REGULARISATION, max_iter=3000)
+        return cls(words, characters, model.fit(features.tocsr(), labels))
+
+    def probabilities(self, text: str, vector: Vectors) -> npt.NDArray[np.float64]:
+        """Each intent's probability for `text`, whose vector is `vector`."""
+        features = hstack(
+            [
+                csr_matrix(vector[np.newaxis]),
+                self.words.transform([text]),
+                self.characters.transform([text]),
+            ]
+        )
+        probabilities: npt.NDArray[np.float64] = self.model.predict_proba(features.tocsr())[0]
+        return probabilities
 
 
 def prompt(intents: IntentSet) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ def test_the_set_covers_every_intent_with_out_of_scope_utterances() -> None:
     assert min(counts.values()) >= 20
     assert counts[intents.fallback] / len(utterances) >= 0.10
     splits = {u.split for u in utterances}
-    assert splits == {"fresh-8", "fresh-9"}
+    assert splits == {"fresh-10", "fresh-11"}
     for split in splits:
         part = [u for u in utterances if u.split == split]
         assert {u.intent for u in part} == set(intents.names), split
