@@ -349,6 +349,7 @@ class PipelineSettings(_Section):
     synthesizer_model: str = ""
     intents_file: Path | None = None
     intent_model: str = ""
+    intent_warmup: bool = True
 
     broker_url: str = ""
     broker_prefix: str = Field("gateway", pattern=r"^[A-Za-z0-9_-]{1,64}$")

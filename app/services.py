@@ -162,6 +162,7 @@ async def open_services(
             definitions=definitions or read_definitions(settings),
             cache=caches.intent,
             embedder=knowledge.embedder,
+            background=background,
             tasks=tasks,
         )
         engine.pipelines = catalogue

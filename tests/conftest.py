@@ -146,6 +146,7 @@ def gateway_settings(**overrides: Any) -> Settings:
         "retry_backoff_max": 0.05,
         "persona_path": PERSONA,
         "enabled_tools": [],
+        "intent_warmup": False,
     }
     values.update(overrides)
     return load_settings(_env_file=None, **values)

@@ -98,6 +98,11 @@ class Classifier:
         self._embedding = asyncio.Lock()
         self._prompt = prompt(intents)
 
+    async def prepare(self) -> None:
+        """Embed the examples and train the head now rather than at the first message."""
+        if self._embedder is not None:
+            await self._trained(self._embedder)
+
     async def classify(self, text: str, current: str | None = None) -> Classification:
         """`text`'s intent; `current` is the conversation's (None: none yet, or one no longer
         configured)."""
@@ -202,6 +207,7 @@ class Classifier:
         """The examples' vectors and the head trained on them, at first use."""
         async with self._embedding:
             if self._examples is None:
+                started = time.perf_counter()
                 taught = [intent for intent in self.intents if intent.examples]
                 texts = [example for intent in taught for example in intent.examples]
                 vectors = await self._vectors(embedder, texts)
@@ -211,6 +217,12 @@ class Classifier:
                 if len(taught) > 1:
                     head = await asyncio.to_thread(_Head.train, texts, vectors, labels)
                 self._examples = _Examples([i.name for i in taught], vectors, owned, head)
+                log.info(
+                    "intent classifier ready in %.1f s: %d examples of %d intents",
+                    time.perf_counter() - started,
+                    len(texts),
+                    len(taught),
+                )
             return self._examples
 
     async def _vectors(self, embedder: Embedder, texts: list[str]) -> Vectors:

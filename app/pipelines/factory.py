@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from app.chat.engine import Engine
+from app.chat.summary import Background
 from app.config import ConfigError, Settings
 from app.knowledge.embedder import Embedder
 from app.pipelines import research
@@ -61,11 +62,13 @@ def build_pipelines(
     definitions: Definitions,
     cache: IntentCache,
     embedder: Embedder | None,
+    background: Background,
     tasks: Tasks | None = None,
 ) -> Pipelines:
     """The built-in pipelines and the defined ones; their agents run here or, with `tasks`,
     by the broker's workers. The router's classifier uses `embedder` when there is one, and
-    INTENT_MODEL, when set, for what stays ambiguous."""
+    INTENT_MODEL, when set, for what stays ambiguous; with INTENT_WARMUP it is prepared at once
+    in `background`."""
     tools = {
         schema["function"]["name"]: schema["function"].get("description", "")
         for schema in registry.schemas()
@@ -96,6 +99,8 @@ def build_pipelines(
     classifier = Classifier(
         intents, embedder=embedder, ask=ask if judge else None, model=judge, cache=cache
     )
+    if settings.pipelines.intent_warmup and embedder is not None:
+        background.start("intent classifier", classifier.prepare)
     by_id = {pipeline.id: pipeline for pipeline in built}
     for intent in intents:
         wanted = intent.target.value

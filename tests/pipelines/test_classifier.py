@@ -185,6 +185,27 @@ async def test_the_examples_are_embedded_once_in_one_batch(
     assert found[0] == replace(found[2], seconds=found[0].seconds)
 
 
+async def test_prepared_the_examples_are_embedded_before_the_first_message(
+    small_file: Path, embedder: CountingEmbedder
+) -> None:
+    intents = load_intents(small_file)
+    classifier = Classifier(intents, embedder=embedder)
+    await classifier.prepare()
+    assert (embedder.batches, embedder.queries) == ([sum(len(i.examples) for i in intents)], [])
+    found = await classifier.classify(CLEAR)
+    assert (found.intent, found.stage) == ("delivery", "embedding")
+    assert (len(embedder.batches), embedder.queries) == (1, [CLEAR])
+
+
+async def test_without_an_embedder_there_is_nothing_to_prepare(small_file: Path) -> None:
+    model = Model("delivery")
+    classifier = Classifier(load_intents(small_file), ask=model)
+    await classifier.prepare()
+    assert model.asked == []
+    found = await classifier.classify(CLEAR)
+    assert (found.intent, found.stage) == ("delivery", "model")
+
+
 async def test_what_stays_ambiguous_is_asked_of_the_model(
     tmp_path: Path, embedder: CountingEmbedder
 ) -> None:

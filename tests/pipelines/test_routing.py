@@ -4,6 +4,7 @@ conversation keeps its intent, and an urgent one reaches the alert webhook."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,25 @@ def test_a_billing_question_goes_to_the_billing_specialist(
     assert agents[0]["detail"].startswith("billing (by ")
     system = upstream.requests[0]["messages"][0]["content"]
     assert SHIPPED["billing"].target.value in system
+
+
+def test_the_classifier_is_prepared_at_start_with_intent_warmup(
+    make_gateway: MakeGateway, upstream: OpenAIUpstreamState, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.pipelines.classifier")
+
+    def prepared() -> int:
+        return sum("intent classifier ready" in r.getMessage() for r in caplog.records)
+
+    url = make_gateway(default_model="openai/gpt-test", intent_warmup=True)
+    deadline = time.monotonic() + FIRST_USE
+    while not prepared() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert prepared() == 1  # before any message
+    agents = executed(url, "I was charged twice for the same order, can you fix it?")["agents"]
+    assert isinstance(agents, list)
+    assert agents[0]["detail"].startswith("billing (by ")
+    assert prepared() == 1
 
 
 def test_the_conversation_keeps_its_intent(
