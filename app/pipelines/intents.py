@@ -21,8 +21,8 @@ from app.config import ConfigError
 
 DEFAULT_FILE = Path(__file__).with_name("intents.yaml")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's, where PyYAML was built with it: it reads the shipped file's 1771 examples in 3 ms
-at start, the Python one in 70."""
+"""libyaml's, where PyYAML was built with it: it reads the shipped file's 2519 examples in 9 ms
+at start, the Python one in 145."""
 
 TargetKind = Literal["pipeline", "prompt", "model", "escalate"]
 TARGETS: tuple[TargetKind, ...] = get_args(TargetKind)
