@@ -17,8 +17,8 @@ The set is `fresh-10` (167) and `fresh-11` (165): written by writers who saw onl
 descriptions and labelling rules, never the examples, each utterance measured once with the
 shipped file frozen. Eleven earlier splits (1543 utterances, written and measured at earlier
 points of the classifier's tuning, then learnt from) became the intents file's examples;
-docs/PERFORMANCE.md has their history and figures. Utterances equal to an example or to each other (case and
-punctuation aside) were dropped.
+docs/PERFORMANCE.md has their history and figures. Utterances equal to an example or to each
+other (case and punctuation aside) were dropped.
 
     python benchmarks/intents.py [--configs patterns,embedding,model,embedding+model]
         [--split all] [--errors] [--intents FILE] [--model local/gemma-3-270m]

@@ -309,6 +309,8 @@ def target_command(
             "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
             # gateway: the plain passthrough; gateway-tools: the default tools offered each time
             "ENABLED_TOOLS": "" if name == "gateway-tools" else "none",
+            # the steady state: the router's classifier is not trained beside the measurement
+            "INTENT_WARMUP": "false",
         }
         return [*py, "-m", "app", "serve"], {"env": env, "cwd": tmp}
     if name == "litellm" and args.litellm:  # LiteLLM's proxy, one worker, its model map offline
