@@ -266,23 +266,21 @@ class _Head:
     def train(cls, texts: list[str], vectors: Vectors, labels: npt.NDArray[np.intp]) -> _Head:
         words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
-        features = hstack(
-            [csr_matrix(vectors), words.fit_transform(texts), characters.fit_transform(texts)]
-        )
         model = LogisticRegression(C=REGULARISATION, max_iter=3000)
-        return cls(words, characters, model.fit(features.tocsr(), labels))
+        head = cls(words.fit(texts), characters.fit(texts), model)
+        head.model.fit(head._features(texts, vectors), labels)
+        return head
 
     def probabilities(self, text: str, vector: Vectors) -> npt.NDArray[np.float64]:
         """Each intent's probability for `text`, whose vector is `vector`."""
-        features = hstack(
-            [
-                csr_matrix(vector[np.newaxis]),
-                self.words.transform([text]),
-                self.characters.transform([text]),
-            ]
-        )
-        probabilities: npt.NDArray[np.float64] = self.model.predict_proba(features.tocsr())[0]
+        features = self._features([text], vector[np.newaxis])
+        probabilities: npt.NDArray[np.float64] = self.model.predict_proba(features)[0]
         return probabilities
+
+    def _features(self, texts: list[str], vectors: Vectors) -> csr_matrix:
+        """One row per text: its vector, then its words' and character n-grams' tf-idf."""
+        parts = [csr_matrix(vectors), self.words.transform(texts), self.characters.transform(texts)]
+        return hstack(parts).tocsr()
 
 
 def prompt(intents: IntentSet) -> list[dict[str, str]]:
