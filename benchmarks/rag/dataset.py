@@ -9,6 +9,10 @@ from typing import Any
 import yaml
 
 QUESTIONS = Path(__file__).resolve().parent / "questions.yaml"
+SETS = {"first": QUESTIONS, "fresh": QUESTIONS.with_name("questions-fresh.yaml")}
+"""`first`: written with the knowledge service and used to choose its chunk size and gate;
+`fresh`: written afterwards by a writer who saw neither that set nor any result, and measured
+once."""
 
 
 @dataclass(frozen=True, slots=True)

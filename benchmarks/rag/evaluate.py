@@ -1,18 +1,18 @@
-"""Score retrieval on the benchmark with ranx: `python -m benchmarks.rag.evaluate`.
+"""Score retrieval on the benchmark with ranx: `python -m benchmarks.rag.evaluate [--set fresh]`.
 
 Configurations: `vector`, `bm25`, `hybrid` and `hybrid+threshold` are the gateway's knowledge
 service (app/knowledge, through benchmarks/rag/gateway.py) searched in each mode, top 10;
-`owui` is the OpenWebUI-default-like baseline of benchmarks/rag/owui.py (top 3). Each system
+`owui` is OpenWebUI's default retrieval, rebuilt in benchmarks/rag/owui.py (top 3). Each system
 ingests the corpus of benchmarks/rag/build.py once. For every answerable question, the relevant
 passages are those of its document, in that system's own chunking, that contain the answer
 span; a question none of whose passages contains the span (it was split across chunks) keeps an
 unreachable relevant id, so that it counts as a miss, and is reported. Prints markdown tables
-and writes benchmarks/results/rag.json.
+and writes benchmarks/results/rag.json (rag-fresh.json for the fresh set).
 
 The threshold sweep replays `hybrid`'s ungated top 10 under a plain cosine-similarity gate (a
-passage stays when its similarity reaches t; the gateway's own rule also keeps a keyword hit
-down to RAG_THRESHOLD - 0.1), to show where a threshold separates answerable questions from the
-unanswerable ones.
+passage stays when its similarity reaches t; the gateway's own gate is the question's: its best
+passage must reach RAG_THRESHOLD, then the others stay down to 0.15 below it), to show where a
+threshold separates answerable questions from the unanswerable ones.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.rag.build import documents
-from benchmarks.rag.dataset import Question, contains_answer, load_questions
+from benchmarks.rag.dataset import SETS, Question, contains_answer, load_questions
 from benchmarks.rag.index import Index, Passage
 
-RESULTS = Path(__file__).resolve().parent.parent / "results" / "rag.json"
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 SYSTEM_OF = {
     "vector": "gateway",
     "bm25": "gateway",
@@ -294,19 +294,23 @@ async def run(configs: list[str], questions: list[Question]) -> list[ConfigResul
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--configs", default=",".join(SYSTEM_OF), help="comma-separated")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--set", choices=sorted(SETS), default="first", help="the question set")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/rag[-SET].json")
     args = parser.parse_args(argv)
+    output = args.output or RESULTS / (
+        "rag.json" if args.set == "first" else f"rag-{args.set}.json"
+    )
     configs = args.configs.split(",")
     unknown = set(configs) - set(SYSTEM_OF)
     if unknown:
         parser.error(f"unknown configs {sorted(unknown)}; choose from {list(SYSTEM_OF)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded
-    questions = load_questions()
+    questions = load_questions(SETS[args.set])
     results = asyncio.run(run(configs, questions))
     print(markdown(results, questions))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps([asdict(result) for result in results], indent=2))
-    print(f"\nwritten to {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps([asdict(result) for result in results], indent=2))
+    print(f"\nwritten to {output}")
     return 0
 
 

