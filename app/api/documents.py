@@ -25,8 +25,9 @@ from app.knowledge.documents import Ingested, document_view
 
 router = APIRouter()
 
-DocumentId = Annotated[str, Path(pattern=r"^doc-[0-9a-f]{1,40}$")]
-JobId = Annotated[str, Path(pattern=r"^idx-[0-9a-f]{1,40}$")]
+# Any other id is simply not found (a 404), as OpenAI answers for a file id it never issued.
+DocumentId = Annotated[str, Path(max_length=64)]
+JobId = Annotated[str, Path(max_length=64)]
 
 _UPLOAD = {
     "requestBody": {

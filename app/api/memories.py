@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.api.deps import Actor, FeedbackDep, KnowledgeDep, ServicesDep, SessionsDep
@@ -19,13 +19,16 @@ from app.errors import NotFound, StateUnavailable
 
 router = APIRouter()
 
-MemoryId = Annotated[str, Path(pattern=r"^mem-[0-9a-f]{1,40}$")]
+MemoryId = Annotated[str, Path(max_length=64)]
 
 
 class MemoryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=2000)
+    # `content` is what OpenWebUI's own memory API takes
+    text: str = Field(
+        min_length=1, max_length=2000, validation_alias=AliasChoices("text", "content")
+    )
     session_id: str | None = Field(None, max_length=128)
     user_id: str | None = Field(None, min_length=1, max_length=256)
 

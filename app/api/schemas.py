@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -151,9 +152,9 @@ class ChatCompletionRequest(_Wire):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     user: str | dict[str, Any] | None = None
-    rag: bool | None = None
+    rag: StrictBool | None = None
     """The gateway's: false, no passages of the user's documents in this turn."""
-    memory: bool | None = None
+    memory: StrictBool | None = None
     """The gateway's: false, the user's memories neither recalled nor changed by this turn."""
 
     _stream_only = field_validator("stream_options")(_needs_stream)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response
 
 from app.api.deps import Actor, ConversationsDep, ServicesDep, SessionsDep
@@ -43,8 +43,8 @@ class ChatBody(BaseModel):
     message: str = Field(min_length=1)
     stream: bool | None = None
     model: str | None = None
-    rag: bool | None = None
-    memory: bool | None = None
+    rag: StrictBool | None = None
+    memory: StrictBool | None = None
 
 
 class StreamBody(BaseModel):

@@ -139,7 +139,10 @@ def test_size_and_form_are_checked_first(make_gateway: MakeGateway) -> None:
     no_file = httpx.post(f"{url}/v1/documents", data={"name": "x"}, files={"other": ("a", b"b")})
     assert no_file.status_code == 400
     assert httpx.get(f"{url}/v1/documents/doc-0000").status_code == 404
-    assert httpx.get(f"{url}/v1/documents/not-an-id").status_code == 400
+    unknown = httpx.get(f"{url}/v1/documents/not-an-id")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "no document 'not-an-id'"
+    assert httpx.get(f"{url}/api/v1/rag/index/not-a-job").status_code == 404
     bad_search = httpx.post(f"{url}/api/v1/rag/search", json={"query": "", "k": 0})
     assert bad_search.status_code == 400
 

@@ -95,6 +95,18 @@ def test_rag_false_and_background_tasks_do_not_retrieve(
     ask(url, QUESTION, rag=False)
     assert grounding(upstream) == ""
     assert "rag" not in upstream.requests[-1]
+    messages = [{"role": "user", "content": QUESTION}]
+    wires: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/responses", {"input": QUESTION}),
+        ("/v1/messages", {"max_tokens": 50, "messages": messages}),
+        ("/chat", {"message": QUESTION, "user_id": "anonymous"}),
+    ]
+    for path, extra in wires:
+        for rag in (True, False):
+            body = {"model": "openai/gpt-test", "rag": rag, **extra}
+            assert httpx.post(f"{url}{path}", json=body, timeout=30).status_code == 200
+            assert (grounding(upstream) != "") is rag, (path, rag)
+            assert "rag" not in upstream.requests[-1]
     ask(url, QUESTION, headers={"X-OpenWebUI-Task": "title_generation"})
     assert grounding(upstream) == ""
     ask(url, "### Task:\nGenerate a concise title.\n" + QUESTION)
@@ -109,6 +121,26 @@ def test_rag_false_and_background_tasks_do_not_retrieve(
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "rag"
+    refusals: list[tuple[str, str, object, dict[str, Any]]] = [
+        ("/v1/chat/completions", "memory", "no", {"messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/chat/completions", "rag", 0, {"messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/responses", "rag", "yes", {"input": "x"}),
+        (
+            "/v1/messages",
+            "memory",
+            1,
+            {"max_tokens": 9, "messages": [{"role": "user", "content": "x"}]},
+        ),
+        ("/chat", "rag", "false", {"message": "x", "user_id": "anonymous"}),
+    ]
+    for path, field, value, extra in refusals:
+        refused = httpx.post(
+            f"{url}{path}", json={"model": "openai/gpt-test", field: value, **extra}
+        )
+        assert refused.status_code == 400, (path, field, refused.text)
+        error = refused.json()["error"]  # Anthropic's error names no param
+        assert error["message"] == f"Invalid '{field}': Input should be a valid boolean"
+        assert error.get("param", field) == field
 
 
 def test_openwebui_gets_a_citation_event_per_passage_before_the_text(
@@ -189,13 +221,14 @@ def test_memories_can_be_listed_added_deleted_and_the_user_forgotten(
     change = added.json()["data"][0]
     assert change["event"] == "add"
     assert "peanuts" in change["text"]
-    plain = httpx.post(f"{url}/v1/memories", json={"text": "Prefers answers in bullet points"})
+    plain = httpx.post(f"{url}/v1/memories", json={"content": "Prefers answers in bullet points"})
     assert plain.json()["data"][0]["text"] == "Prefers answers in bullet points"
     listed = httpx.get(f"{url}/v1/memories").json()["data"]
     assert len(listed) == 2
     gone = httpx.delete(f"{url}/v1/memories/{change['id']}")
     assert gone.json() == {"id": change["id"], "object": "memory.deleted", "deleted": True}
     assert httpx.delete(f"{url}/v1/memories/{change['id']}").status_code == 404
+    assert httpx.delete(f"{url}/v1/memories/not-a-memory").status_code == 404
     assert httpx.post(f"{url}/v1/memories", json={"text": ""}).status_code == 400
     session = httpx.post(f"{url}/chat", json={"user_id": "anonymous", "message": "hello"})
     assert session.status_code == 200

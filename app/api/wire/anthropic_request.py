@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.errors import InvalidRequest
 
@@ -92,6 +92,10 @@ class MessagesRequest(TokenCountRequest):
     top_k: int | None = Field(None, ge=0)
     metadata: Metadata | None = None
     output_config: OutputConfig | None = None
+    rag: StrictBool | None = None
+    """The gateway's own, as on every chat wire: false, no passages of the user's documents."""
+    memory: StrictBool | None = None
+    """The gateway's own: false, the user's memories neither recalled nor changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,9 @@ def decode(req: MessagesRequest) -> Decoded:
         body["response_format"] = {"type": "json_schema", "json_schema": schema}
     if req.stream:
         body["stream"] = True
+    for flag, value in (("rag", req.rag), ("memory", req.memory)):
+        if value is not None:
+            body[flag] = value
     thinking = req.thinking is not None and req.thinking.type != "disabled"
     return Decoded(body, stream=bool(req.stream), thinking=thinking)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.schemas import validate
 from app.errors import InvalidRequest
@@ -77,6 +77,10 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     cache: bool | None = None
     """The gateway's own: `true` serves the answer from the response cache when it can be."""
+    rag: StrictBool | None = None
+    """The gateway's own, as on every chat wire: false, no passages of the user's documents."""
+    memory: StrictBool | None = None
+    """The gateway's own: false, the user's memories neither recalled nor changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,8 @@ def _fields(req: ResponsesRequest) -> dict[str, Any]:
         "top_p": req.top_p,
         "user": req.user,
         "cache": req.cache,
+        "rag": req.rag,
+        "memory": req.memory,
     }
     fields.update((name, value) for name, value in optional.items() if value is not None)
     return fields
