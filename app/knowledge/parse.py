@@ -8,6 +8,8 @@ import codecs
 from collections.abc import Iterator
 from pathlib import PurePath
 
+import charset_normalizer
+
 from app.knowledge import code, data, markup, office
 from app.knowledge.document import DocumentError, ParsedDocument, Section, lines_section
 
@@ -37,12 +39,13 @@ _KINDS = {
 }
 SUPPORTED = frozenset(_KINDS)
 """The extensions `parse` reads, lower case with the dot."""
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def looks_binary(head: bytes) -> bool:
     """Whether a file that starts with `head` is binary rather than text: it has a NUL byte
-    (git's test), which text files do not have."""
-    return b"\0" in head
+    (git's test), which text files do not have, unless they are UTF-16 with a byte order mark."""
+    return b"\0" in head and not head.startswith(_UTF16_BOMS)
 
 
 def kind_of(filename: str, head: bytes) -> str:
@@ -62,15 +65,8 @@ def kind_of(filename: str, head: bytes) -> str:
     elif kind == "docx":
         if not head.startswith(b"PK\x03\x04"):
             raise DocumentError(f"{filename}: not a readable DOCX (not a zip archive)")
-    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise DocumentError(f"{filename}: UTF-16 text; only UTF-8 is supported")
     elif looks_binary(head):
         raise DocumentError(f"{filename}: a binary file, not {kind}")
-    else:
-        try:
-            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        except UnicodeDecodeError as error:
-            raise _not_utf8(filename, error) from None
     return kind
 
 
@@ -88,8 +84,7 @@ def parse(filename: str, content: bytes) -> ParsedDocument:
     elif kind == "docx":
         title, sections = office.docx_sections(filename, content)
     elif kind == "html":
-        _decode(filename, content)
-        title, sections = markup.html_sections(content.removeprefix(codecs.BOM_UTF8))
+        title, sections = markup.html_sections(_decode(filename, content).encode())
     else:
         text = _decode(filename, content)
         if kind == "markdown":
@@ -108,15 +103,22 @@ def parse(filename: str, content: bytes) -> ParsedDocument:
     return ParsedDocument(title or PurePath(filename).stem, kind, sections)
 
 
-def _not_utf8(filename: str, error: UnicodeDecodeError) -> DocumentError:
-    return DocumentError(f"{filename}: not UTF-8 text (byte {error.start} cannot be decoded)")
-
-
 def _decode(filename: str, content: bytes) -> str:
+    """Text in UTF-8 (with or without a byte order mark), in UTF-16 with one, or else in the
+    encoding charset-normalizer finds (Windows-1252 or Latin-1 from an older editor, say)."""
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise _not_utf8(filename, error) from None
+        if content.startswith(_UTF16_BOMS):
+            text = content.decode("utf-16")
+        else:
+            text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        found = charset_normalizer.from_bytes(content)
+        best = found.best()
+        if best is None:
+            raise DocumentError(f"{filename}: not text in any encoding recognised") from None
+        # Windows-1252 on a tie (it ties with Central European code pages on most Western text)
+        tied = (m for m in found if (m.chaos, m.coherence) == (best.chaos, best.coherence))
+        text = str(next((m for m in tied if m.encoding == "cp1252"), best))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

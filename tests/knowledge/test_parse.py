@@ -4,6 +4,7 @@ sections with their headings, pages and lines; files that cannot be read refused
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import docx
@@ -434,12 +435,34 @@ def test_binary_content_is_refused_as_text(filename: str) -> None:
     assert refusal(filename, PNG_HEAD + b"\x00" * 100).startswith(f"{filename}: a binary file")
 
 
-def test_text_must_be_utf8() -> None:
-    assert refusal("latin.txt", "café au lait".encode("latin-1")) == (
-        "latin.txt: not UTF-8 text (byte 3 cannot be decoded)"
-    )
-    assert refusal("wide.txt", "hello".encode("utf-16")) == (
-        "wide.txt: UTF-16 text; only UTF-8 is supported"
+@pytest.mark.parametrize(
+    ("filename", "text", "encoding"),
+    [
+        (
+            "latin.txt",
+            "Der König von München trägt eine Krone. Café au lait coûte cher.",
+            "latin-1",
+        ),
+        ("french.md", "# Menu\n\nLe café coûte cher à Paris. Où est la gare ?", "cp1252"),
+        ("quotes.txt", "He said “good morning” \u2013 and left for Zürich.", "cp1252"),
+        ("polish.txt", "Zażółć gęślą jaźń. Właściwie to był piękny dzień w Łodzi.", "cp1250"),
+        ("russian.txt", "Привет, как дела? Это простой текст на русском языке.", "cp1251"),
+        ("wide.txt", "hello wörld, in UTF-16 with its byte order mark", "utf-16"),
+        ("page.html", "<title>Café</title><p>Crème brûlée for 7 €.</p>", "cp1252"),
+    ],
+)
+def test_text_in_other_encodings_is_read(filename: str, text: str, encoding: str) -> None:
+    data = text.encode(encoding)
+    assert kind_of(filename, data) != ""
+    doc = parse(filename, data)
+    read = " ".join([doc.title, *(section.text for section in doc.sections)])
+    for word in re.findall(r"\w+", re.sub(r"<[^>]+>", " ", text)):
+        assert word in read, (word, read)
+
+
+def test_text_in_no_encoding_is_refused() -> None:
+    assert refusal("cut.txt", "hello".encode("utf-16")[:-1]) == (
+        "cut.txt: not text in any encoding recognised"
     )
     assert kind_of("cut.txt", "naïve".encode()[:3]) == "text"
 
@@ -456,4 +479,5 @@ def test_kinds_and_binary_test() -> None:
     assert kind_of("Guide.Markdown", b"# hi") == "markdown"
     assert looks_binary(PNG_HEAD)
     assert not looks_binary("plain naïve text".encode())
+    assert not looks_binary("wide text".encode("utf-16"))
     assert not looks_binary(b"")
