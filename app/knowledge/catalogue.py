@@ -283,10 +283,12 @@ class Catalogue:
                 words = " OR ".join(f'"{term}"' for term in self._affordable(table, terms))
                 if not words:
                     continue
+                # ranked and cut first, then joined: a join before the LIMIT reads a chunk row for
+                # every match (half the query's time at 100k chunks)
                 found += self._db.execute(
-                    f"SELECT c.id, -bm25({table}) AS score FROM {table}"
-                    f" JOIN chunks c ON c.rowid = {table}.rowid"
-                    f" WHERE {table} MATCH ? ORDER BY bm25({table}) LIMIT ?",
+                    f"SELECT c.id, -m.score FROM (SELECT rowid, bm25({table}) AS score"
+                    f" FROM {table} WHERE {table} MATCH ? ORDER BY score LIMIT ?) AS m"
+                    " JOIN chunks c ON c.rowid = m.rowid",
                     (words, n),
                 ).fetchall()
         found.sort(key=lambda row: -row[1])
