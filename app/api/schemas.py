@@ -40,6 +40,15 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class GatewayFlags(BaseModel):
+    """The gateway's own fields, the same on every chat wire."""
+
+    rag: StrictBool | None = None
+    """False: no passages of the user's documents in this turn."""
+    memory: StrictBool | None = None
+    """False: the user's memories neither recalled nor changed by this turn."""
+
+
 class FunctionCall(_Wire):
     name: str
     arguments: str = ""
@@ -133,7 +142,7 @@ def _needs_stream(value: StreamOptions | None, info: ValidationInfo) -> object:
     return value
 
 
-class ChatCompletionRequest(_Wire):
+class ChatCompletionRequest(_Wire, GatewayFlags):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
     stream: bool | None = None
@@ -152,10 +161,6 @@ class ChatCompletionRequest(_Wire):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     user: str | dict[str, Any] | None = None
-    rag: StrictBool | None = None
-    """The gateway's: false, no passages of the user's documents in this turn."""
-    memory: StrictBool | None = None
-    """The gateway's: false, the user's memories neither recalled nor changed by this turn."""
 
     _stream_only = field_validator("stream_options")(_needs_stream)
 

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.api.deps import Actor, ConversationsDep, ServicesDep, SessionsDep
 from app.api.openapi import errors, request_body
 from app.api.responses import JSON, EventStream
-from app.api.schemas import parse_json, validate
+from app.api.schemas import GatewayFlags, parse_json, validate
 from app.api.wire import chat_json, chat_stream, sse
 from app.chat.stateful import Ask
 from app.chat.turn import Turn
@@ -35,7 +35,7 @@ SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 router = APIRouter()
 
 
-class ChatBody(BaseModel):
+class ChatBody(GatewayFlags):
     model_config = ConfigDict(extra="ignore")
 
     user_id: str | None = Field(None, min_length=1, max_length=256)
@@ -43,8 +43,6 @@ class ChatBody(BaseModel):
     message: str = Field(min_length=1)
     stream: bool | None = None
     model: str | None = None
-    rag: StrictBool | None = None
-    memory: StrictBool | None = None
 
 
 class StreamBody(BaseModel):

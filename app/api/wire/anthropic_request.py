@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.api.schemas import GatewayFlags
 from app.errors import InvalidRequest
 
 Json = dict[str, Any]
@@ -83,7 +84,7 @@ class TokenCountRequest(_Wire):
     thinking: Thinking | None = None
 
 
-class MessagesRequest(TokenCountRequest):
+class MessagesRequest(TokenCountRequest, GatewayFlags):
     max_tokens: int = Field(ge=1)
     stop_sequences: list[str] | None = None
     stream: bool | None = None
@@ -92,10 +93,6 @@ class MessagesRequest(TokenCountRequest):
     top_k: int | None = Field(None, ge=0)
     metadata: Metadata | None = None
     output_config: OutputConfig | None = None
-    rag: StrictBool | None = None
-    """The gateway's own, as on every chat wire: false, no passages of the user's documents."""
-    memory: StrictBool | None = None
-    """The gateway's own: false, the user's memories neither recalled nor changed."""
 
 
 @dataclass(frozen=True, slots=True)

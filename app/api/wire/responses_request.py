@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import ConfigDict, Field
 
-from app.api.schemas import validate
+from app.api.schemas import GatewayFlags, validate
 from app.errors import InvalidRequest
 from app.ids import new_id
 
@@ -47,7 +47,7 @@ _NOT_SUPPORTED = {
 }
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(GatewayFlags):
     """The fields the gateway reads; others (`safety_identifier`, `prompt_cache_key`,
     `stream_options`, ...) are accepted and ignored."""
 
@@ -77,10 +77,6 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     cache: bool | None = None
     """The gateway's own: `true` serves the answer from the response cache when it can be."""
-    rag: StrictBool | None = None
-    """The gateway's own, as on every chat wire: false, no passages of the user's documents."""
-    memory: StrictBool | None = None
-    """The gateway's own: false, the user's memories neither recalled nor changed."""
 
 
 @dataclass(frozen=True, slots=True)
